@@ -1,0 +1,2 @@
+"""AttnGAN: attentional text-to-image GAN"""
+__version__ = "0.1.0"
