@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# CI for ganlab: lock check, lint, the README's test command, wheel builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v uv >/dev/null 2>&1; then
+    python3 -m pip install --quiet uv
+fi
+
+# Debian's full Fashion-MNIST (used by the loader and FID tests; they skip without it).
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) \
+        || echo "ci: dataset-fashion-mnist not installed; its tests will skip"
+fi
+
+uv sync --locked
+
+# A missing lrgan CPU extension must fail the op tests instead of falling back silently.
+export LRGAN_REQUIRE_EXT=1
+
+uv run ruff check .
+# The README's test command:
+uv run pytest

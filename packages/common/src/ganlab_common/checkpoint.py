@@ -1,0 +1,170 @@
+"""Atomic checkpoints, keep-last-K, and exact resume (models, optimizers, RNG).
+
+A checkpoint is a plain ``dict`` saved with :func:`torch.save`.  Writing goes
+to a temporary file in the same folder, is fsync'ed, then ``os.replace``'d over
+the target, so a kill mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+__all__ = [
+    "CheckpointManager",
+    "atomic_save",
+    "capture_rng_state",
+    "load_checkpoint",
+    "restore_rng_state",
+    "state_dicts",
+    "load_state_dicts",
+]
+
+_NAME = re.compile(r"^(?P<prefix>.+)-(?P<step>\d{6,})\.pt$")
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` so that readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", flag: str = "checkpoint"
+) -> dict:
+    """Load a checkpoint dict, turning any failure into a one-line :class:`UserError`.
+
+    ``flag`` names the option the path came from (e.g. ``--netG``) for the message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{flag}: no such file '{path}'")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # any unpickling/zip error means "not a checkpoint"
+        raise UserError(
+            f"{flag}: '{path}' is not a PyTorch checkpoint ({type(exc).__name__})"
+        ) from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{flag}: '{path}' holds a {type(obj).__name__}, expected a checkpoint dict")
+    return obj
+
+
+def capture_rng_state() -> dict:
+    """The state of python's, numpy's and torch's (CPU and CUDA) generators."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Restore what :func:`capture_rng_state` captured."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return getattr(module, "module", module)  # DDP / DataParallel wrappers
+
+
+def state_dicts(objects: dict[str, Any]) -> dict[str, Any]:
+    """``{name: obj.state_dict()}`` for modules, optimizers, schedulers and scalers."""
+    return {k: _unwrap(v).state_dict() for k, v in objects.items() if v is not None}
+
+
+def load_state_dicts(objects: dict[str, Any], states: dict[str, Any], source: str = "") -> None:
+    """Load ``states[name]`` into each object; a missing or mismatched entry is a UserError."""
+    for name, obj in objects.items():
+        if obj is None:
+            continue
+        if name not in states:
+            raise UserError(f"{source or 'checkpoint'} has no '{name}' entry")
+        try:
+            _unwrap(obj).load_state_dict(states[name])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"{source or 'checkpoint'}: '{name}' does not match this model ({first})"
+            ) from None
+
+
+class CheckpointManager:
+    """``<dir>/<prefix>-<step:06d>.pt`` files; keeps the newest ``keep`` of them."""
+
+    def __init__(self, directory: str | os.PathLike, prefix: str = "ckpt", keep: int = 3):
+        self.directory = Path(directory)
+        self.prefix = prefix
+        self.keep = keep
+
+    def path(self, step: int) -> Path:
+        return self.directory / f"{self.prefix}-{step:06d}.pt"
+
+    def list(self) -> list[tuple[int, Path]]:
+        """Complete checkpoints, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for p in self.directory.iterdir():
+            m = _NAME.match(p.name)
+            if m and m["prefix"] == self.prefix:
+                found.append((int(m["step"]), p))
+        return sorted(found)
+
+    def save(self, step: int, state: dict) -> Path:
+        """Atomically write ``state`` for ``step`` (with RNG states) and prune old files."""
+        state = {**state, "step": step, "rng": capture_rng_state()}
+        path = atomic_save(state, self.path(step))
+        if self.keep > 0:
+            for _, old in self.list()[: -self.keep]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def latest(self) -> Path | None:
+        items = self.list()
+        return items[-1][1] if items else None
+
+    def load_latest(
+        self, map_location: str | torch.device = "cpu", restore_rng: bool = True
+    ) -> dict | None:
+        """The newest checkpoint (RNG states restored), or ``None`` when there is none."""
+        path = self.latest()
+        if path is None:
+            return None
+        state = load_checkpoint(path, map_location)
+        if restore_rng and "rng" in state:
+            restore_rng_state(state["rng"])
+        return state
