@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
 from ganlab_common.data import (
     CELEBA_ATTRIBUTES,
     CIFAR10,
@@ -27,8 +30,6 @@ from ganlab_common.data import (
 )
 from ganlab_common.data._base import package_data_dir
 from ganlab_common.errors import UserError
-from PIL import Image
-from torch.utils.data import DataLoader
 
 
 def assert_one_line(excinfo: pytest.ExceptionInfo, *fragments: object) -> str:

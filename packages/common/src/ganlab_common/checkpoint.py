@@ -42,6 +42,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -53,6 +54,12 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_checkpoint(
@@ -72,7 +79,8 @@ def load_checkpoint(
             f"{flag}: '{path}' is not a PyTorch checkpoint ({type(exc).__name__})"
         ) from None
     if not isinstance(obj, dict):
-        raise UserError(f"{flag}: '{path}' holds a {type(obj).__name__}, expected a checkpoint dict")
+        kind = type(obj).__name__
+        raise UserError(f"{flag}: '{path}' holds a {kind}, expected a checkpoint dict")
     return obj
 
 
@@ -123,12 +131,22 @@ def load_state_dicts(objects: dict[str, Any], states: dict[str, Any], source: st
 
 
 class CheckpointManager:
-    """``<dir>/<prefix>-<step:06d>.pt`` files; keeps the newest ``keep`` of them."""
+    """``<dir>/<prefix>-<step:06d>.pt`` files; keeps the newest ``keep`` of them.
 
-    def __init__(self, directory: str | os.PathLike, prefix: str = "ckpt", keep: int = 3):
+    ``readonly`` managers (non-main ranks under torchrun) load but never write.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        prefix: str = "ckpt",
+        keep: int = 3,
+        readonly: bool = False,
+    ):
         self.directory = Path(directory)
         self.prefix = prefix
         self.keep = keep
+        self.readonly = readonly
 
     def path(self, step: int) -> Path:
         return self.directory / f"{self.prefix}-{step:06d}.pt"
@@ -144,8 +162,16 @@ class CheckpointManager:
                 found.append((int(m["step"]), p))
         return sorted(found)
 
-    def save(self, step: int, state: dict) -> Path:
-        """Atomically write ``state`` for ``step`` (with RNG states) and prune old files."""
+    def save(self, step: int, state: dict) -> Path | None:
+        """Atomically write ``state`` for ``step`` (with RNG states) and prune old files.
+
+        Temp files left by a save that was killed are removed first.
+        """
+        if self.readonly:
+            return None
+        if self.directory.is_dir():
+            for leftover in self.directory.glob(f".{self.prefix}-*.tmp"):
+                leftover.unlink(missing_ok=True)
         state = {**state, "step": step, "rng": capture_rng_state()}
         path = atomic_save(state, self.path(step))
         if self.keep > 0:
@@ -164,7 +190,7 @@ class CheckpointManager:
         path = self.latest()
         if path is None:
             return None
-        state = load_checkpoint(path, map_location)
+        state = load_checkpoint(path, map_location, flag="--resume")
         if restore_rng and "rng" in state:
             restore_rng_state(state["rng"])
         return state

@@ -61,7 +61,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         return torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device: '{name}' is not a device (expected auto, cpu or cuda)") from None
+        raise UserError(
+            f"--device: '{name}' is not a device (expected auto, cpu or cuda)"
+        ) from None
 
 
 def device_option(default: str = "auto") -> Callable:
@@ -141,7 +143,9 @@ class Run:
     def __init__(self, directory: str | os.PathLike, is_main: bool = True, ckpt_keep: int = 3):
         self.dir = Path(directory)
         self.is_main = is_main
-        self.checkpoints = CheckpointManager(self.dir / "checkpoints", keep=ckpt_keep)
+        self.checkpoints = CheckpointManager(
+            self.dir / "checkpoints", keep=ckpt_keep, readonly=not is_main
+        )
         self._tb = None
         self._t0 = time.time()
 
@@ -201,11 +205,14 @@ class Run:
         """Drop rows logged after ``step`` (used when resuming from that step)."""
         if not self.is_main or not self.stats_path.exists():
             return
-        kept = [
-            line
-            for line in self.stats_path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step
-        ]
+        kept = []
+        for line in self.stats_path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if row["step"] <= step:
+                kept.append(line)
         self.stats_path.write_text("".join(line + "\n" for line in kept))
 
     def stats(self):
