@@ -22,3 +22,6 @@ export LRGAN_REQUIRE_EXT=1
 uv run ruff check .
 # The README's test command:
 uv run pytest
+
+# Every package builds a wheel (lrgan compiles its CPU extension here).
+uv build --all-packages --quiet -o "$(mktemp -d)"

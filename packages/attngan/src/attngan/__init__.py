@@ -1,2 +1,3 @@
 """AttnGAN: attentional text-to-image GAN"""
+
 __version__ = "0.1.0"

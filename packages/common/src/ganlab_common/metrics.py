@@ -154,25 +154,27 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.cov(x, rowvar=False)
 
 
-def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a positive semi-definite matrix.
+def _psd_factor(matrix: np.ndarray) -> np.ndarray:
+    """``B`` ``[D, r]`` with ``B @ B.T == matrix`` for a positive semi-definite ``[D, D]``.
 
     Eigenvalues below round-off (``D * eps * max``) count as zero, so a
-    rank-deficient covariance (fewer samples than dimensions) has an exact null space.
+    rank-deficient covariance (fewer samples than dimensions) gives ``r < D``.
     """
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
     tol = max(values.max(initial=0.0), 0.0) * len(values) * np.finfo(np.float64).eps
-    roots = np.sqrt(np.where(values > tol, values, 0.0))
-    return (vectors * roots) @ vectors.T
+    keep = values > tol
+    return vectors[:, keep] * np.sqrt(values[keep])
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
                      sigma2: np.ndarray) -> float:
     """``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` between two Gaussians (float64).
 
-    ``tr (S1 S2)^(1/2)`` is the sum of the singular values of ``S1^(1/2) S2^(1/2)``
-    (whose squares are the eigenvalues of ``S1 S2``), which stays accurate for
-    singular covariances, where ``scipy.linalg.sqrtm(S1 @ S2)`` needs an offset.
+    With ``S1 = B B^T`` (eigendecomposition), the eigenvalues of ``S1 S2`` are
+    those of the symmetric ``B^T S2 B`` (plus zeros), so ``tr (S1 S2)^(1/2)`` is
+    the sum of their square roots: one symmetric eigensolver, no scipy, and
+    exact for singular covariances, where ``scipy.linalg.sqrtm(S1 @ S2)`` needs
+    an offset. This is the quantity pytorch-fid computes.
     """
     mu1, mu2 = (np.atleast_1d(np.asarray(m, dtype=np.float64)) for m in (mu1, mu2))
     s1, s2 = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
@@ -180,8 +182,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
     if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
         raise ValueError(f"frechet_distance: shapes differ: mu {mu1.shape} {mu2.shape}, "
                          f"sigma {s1.shape} {s2.shape}")
+    factor = _psd_factor(s1)  # [D, r]
+    inner = factor.T @ s2 @ factor  # [r, r], same nonzero eigenvalues as S1 S2
+    eigenvalues = np.linalg.eigvalsh((inner + inner.T) / 2) if inner.size else np.zeros(0)
+    covmean_trace = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
     diff = mu1 - mu2
-    covmean_trace = np.linalg.svd(_sqrt_psd(s1) @ _sqrt_psd(s2), compute_uv=False).sum()
     value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * covmean_trace
     return max(float(value), 0.0)  # >= 0 in exact arithmetic; clip round-off
 
@@ -314,7 +319,7 @@ def train_digit_classifier(root: str | os.PathLike | None = None, seed: int = 0,
     x_train, y_train = _mnist_tensors(root, "train")
     x_train, y_train = x_train.to(device), y_train.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[]):  # weights are initialised on the CPU
         torch.manual_seed(seed)
         model = DigitCNN().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)

@@ -15,9 +15,10 @@ from .train import TrainConfig, train
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 # Data.
 @click.option("--dataset", type=click.Choice(list(DATASETS)), required=True,
-              help="mnist-one/mnist-two are generated from MNIST (embedded 5,000 digits unless "
-                   "--dataroot holds the IDX files); cifar10 and lfw have embedded defaults; "
-                   "cub200 (bbox-cropped CUB-200-2011) and folder need --dataroot.")
+              help="mnist-one/mnist-two are generated from MNIST (the 4,000 embedded "
+                   "training digits unless --dataroot holds the IDX files); cifar10 and lfw "
+                   "have embedded defaults; cub200 (bbox-cropped CUB-200-2011) and folder "
+                   "need --dataroot.")
 @click.option("--dataroot", type=click.Path(file_okay=False), default=None,
               help="Dataset folder (optional where an embedded default exists).")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
@@ -97,7 +98,7 @@ def main(**flags) -> None:
 
     Each run writes <outf>/<NNNNN>-<dataset>_s<session>/ with config.json, stats.jsonl,
     images/ (samples, bgimg, fgimg<t>, fgmask<t>, canvas<t>, final, layers) and models/.
-    On CPU an mnist-two epoch (5,000 images, T=3, 64 px) takes a few minutes.
+    On CPU an mnist-two epoch (4,000 images, T=3, 64 px) takes a few minutes.
     """
     cfg = TrainConfig(**flags)
     _check(cfg)
@@ -117,3 +118,7 @@ def _check(cfg: TrainConfig) -> None:
     if cfg.imageSize not in supported_sizes():
         raise UserError(f"--imageSize: {cfg.imageSize} is not supported by the architecture "
                         f"(expected one of {', '.join(map(str, supported_sizes()))})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,406 @@
+"""Command-line entry points (click).  Flags mirror ``main.py`` / ``pretrain_DAMSM.py``:
+``--cfg --data_dir --manualSeed``; ``--device`` replaces ``--gpu``.
+
+``--cfg`` is a preset name (the original ``cfg/*.yml`` files, transcribed) or a .json /
+.toml / .yml file; ``--set KEY=VALUE`` overrides one entry.  Without ``--data_dir`` the
+embedded digit scenes are used (presets ``DAMSM/digits`` and ``digits_attn2``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ganlab_common.errors import UserError
+from ganlab_common.runs import device_option, resolve_device
+
+from .config import PRESETS, load_config
+
+_PRESET_HELP = ", ".join(PRESETS)
+
+
+def _config_options(default_cfg: str):
+    """--cfg, --set, --data_dir, --manualSeed, --outdir, --device, --dry-run and friends."""
+
+    def decorate(fn):
+        options = [
+            click.option(
+                "--cfg",
+                "cfg_name",
+                default=default_cfg,
+                show_default=True,
+                metavar="PRESET|FILE",
+                help=f"Preset ({_PRESET_HELP}) or a .json/.toml/.yml file.",
+            ),
+            click.option(
+                "--set",
+                "overrides",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Override one config entry, e.g. --set TRAIN.BATCH_SIZE=8.",
+            ),
+            click.option(
+                "--data_dir",
+                default=None,
+                metavar="DIR",
+                help="data/birds or data/coco layout; default: embedded digit scenes.",
+            ),
+            click.option(
+                "--manualSeed",
+                "seed",
+                type=click.IntRange(min=0),
+                default=100,
+                show_default=True,
+                help="Random seed.",
+            ),
+            click.option(
+                "--outdir",
+                default="output",
+                show_default=True,
+                metavar="DIR",
+                help="Where run directories NNNNN-<name>/ are created.",
+            ),
+            click.option(
+                "--image_encoder",
+                type=click.Choice(["auto", "fid", "torchvision", "random", "tiny"]),
+                default=None,
+                help="GANLAB.IMAGE_ENCODER (frozen Inception backbone).",
+            ),
+            click.option(
+                "--inception_weights",
+                default=None,
+                metavar="FILE",
+                help="torchvision inception_v3 state_dict (the original's encoder).",
+            ),
+            click.option(
+                "--max_iters",
+                type=click.IntRange(min=0),
+                default=None,
+                help="GANLAB.MAX_ITERS: stop after N iterations (0: MAX_EPOCH).",
+            ),
+            click.option(
+                "--resume/--no-resume",
+                default=False,
+                show_default=True,
+                help="Continue the newest run of this kind in --outdir.",
+            ),
+            click.option(
+                "--dry-run", "dry_run", is_flag=True, help="Print the resolved config and exit."
+            ),
+            device_option(),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters, data_dir) -> dict:
+    extra = list(overrides)
+    if image_encoder:
+        extra.append(f"GANLAB.IMAGE_ENCODER={image_encoder}")
+    if inception_weights:
+        extra.append(f"GANLAB.INCEPTION_WEIGHTS={inception_weights}")
+    if max_iters is not None:
+        extra.append(f"GANLAB.MAX_ITERS={max_iters}")
+    cfg = load_config(cfg_name, extra)
+    if data_dir is None and cfg["DATASET_NAME"] != "digits":
+        raise UserError(
+            f"--data_dir: the config is for '{cfg['DATASET_NAME']}'; give its data folder "
+            "(only the digits presets run without one)"
+        )
+    if cfg["TRAIN"]["BATCH_SIZE"] < 2:
+        raise UserError("TRAIN.BATCH_SIZE: expected at least 2 (contrastive losses)")
+    return cfg
+
+
+@click.command()
+@_config_options("DAMSM/digits")
+def pretrain_damsm(
+    cfg_name,
+    overrides,
+    data_dir,
+    seed,
+    outdir,
+    image_encoder,
+    inception_weights,
+    max_iters,
+    resume,
+    dry_run,
+    device,
+):
+    """Pre-train the DAMSM text and image encoders (pretrain_DAMSM.py).
+
+    \b
+    attngan-pretrain-damsm                               # embedded digit scenes
+    attngan-pretrain-damsm --cfg DAMSM/bird --data_dir data/birds
+    """
+    cfg = _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters, data_dir)
+    if dry_run:
+        click.echo(json.dumps(cfg, indent=2))
+        return
+    from .damsm import pretrain_damsm as run
+
+    run_dir = run(cfg, data_dir, outdir, device, seed, resume, cfg["WORKERS"])
+    click.echo(f"DAMSM encoders: {run_dir / 'damsm.pt'}")
+
+
+@click.command()
+@_config_options("digits_attn2")
+@click.option(
+    "--NET_E",
+    "net_e",
+    default=None,
+    metavar="FILE",
+    help="DAMSM encoders (damsm.pt); default: the newest DAMSM run in --outdir.",
+)
+@click.option(
+    "--faithful_mask_bug",
+    is_flag=True,
+    help="Use the original's wrong attention mask tiling (issue #93).",
+)
+def train(
+    cfg_name,
+    overrides,
+    data_dir,
+    seed,
+    outdir,
+    image_encoder,
+    inception_weights,
+    max_iters,
+    resume,
+    dry_run,
+    device,
+    net_e,
+    faithful_mask_bug,
+):
+    """Train the attentional generator and the discriminators (main.py).
+
+    \b
+    attngan-train                                        # after attngan-pretrain-damsm
+    attngan-train --cfg bird_attn2 --data_dir data/birds --NET_E output/00000-damsm/damsm.pt
+    """
+    if faithful_mask_bug:
+        overrides = (*overrides, "GANLAB.MASK_BUG=true")
+    cfg = _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters, data_dir)
+    if net_e:
+        cfg["TRAIN"]["NET_E"] = net_e
+    if dry_run:
+        click.echo(json.dumps(cfg, indent=2))
+        return
+    from .train import train_attngan
+
+    net_e = cfg["TRAIN"]["NET_E"] or None
+    run_dir = train_attngan(cfg, data_dir, outdir, net_e, device, seed, resume, cfg["WORKERS"])
+    click.echo(f"generator: {run_dir / 'netG.pt'}")
+
+
+def _read_captions_file(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError as exc:
+        raise UserError(f"--captions: cannot read '{path}' ({exc.strerror})") from None
+    if not lines:
+        raise UserError(f"--captions: '{path}' has no caption lines")
+    return lines
+
+
+@click.command()
+@click.option(
+    "--netG",
+    "net_g",
+    default=None,
+    metavar="FILE",
+    help="netG.pt (or a training checkpoint); default: the newest run in --outdir.",
+)
+@click.option("--caption", "captions", multiple=True, metavar="TEXT", help="A caption (repeat).")
+@click.option(
+    "--captions",
+    "captions_file",
+    default=None,
+    metavar="FILE",
+    help="A text file, one caption per line.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Draw N images from the test captions (for metrics); needs the data set.",
+)
+@click.option("--data_dir", default=None, metavar="DIR", help="Data set for --count.")
+@click.option("--attention", is_flag=True, help="Also write the per-word attention maps.")
+@click.option("--manualSeed", "seed", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--batch_size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--outdir", default="output", show_default=True, help="Where runs are found.")
+@click.option(
+    "--save_dir", default=None, metavar="DIR", help="Where images go; default: <run>/samples."
+)
+@device_option()
+def sample(
+    net_g,
+    captions,
+    captions_file,
+    count,
+    data_dir,
+    attention,
+    seed,
+    batch_size,
+    outdir,
+    save_dir,
+    device,
+):
+    """Generate images from captions (with --attention: the per-word attention maps).
+
+    \b
+    attngan-sample --caption "a large red seven in the upper left" --attention
+    attngan-sample --captions example_captions.txt --netG output/00001-attngan/netG.pt
+    attngan-sample --count 1000                            # test captions, for attngan-eval
+    """
+    from pathlib import Path
+
+    from .sample import find_generator, load_generator, save_samples
+
+    path = Path(net_g) if net_g else find_generator(outdir)
+    gen = load_generator(path, resolve_device(device))
+    texts = list(captions)
+    if captions_file:
+        texts += _read_captions_file(captions_file)
+    if count:
+        from .evaluate import test_captions
+
+        texts += test_captions(gen.cfg, data_dir, count)
+    if not texts:
+        raise UserError("--caption/--captions/--count: give at least one caption")
+    target = Path(save_dir) if save_dir else (path.parent / "samples")
+    paths = save_samples(gen, texts, target, seed, batch_size, attention)
+    click.echo(f"{len(paths)} images in {target}")
+
+
+@click.command(name="eval")
+@click.option(
+    "--netG",
+    "net_g",
+    default=None,
+    metavar="FILE",
+    help="netG.pt (or a training checkpoint); default: the newest run in --outdir.",
+)
+@click.option(
+    "--data_dir",
+    default=None,
+    metavar="DIR",
+    help="Test data of the generator's data set; default: embedded digit scenes.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=10),
+    default=1000,
+    show_default=True,
+    help="Images generated from test captions (the paper: 30,000).",
+)
+@click.option(
+    "--metrics",
+    default="rprec,rprec_real,fid",
+    show_default=True,
+    help="Comma list of: rprec (generated), rprec_real (real test images), fid, is.",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="R-precision folds (mean and std over them).",
+)
+@click.option(
+    "--inception_weights",
+    default=None,
+    metavar="FILE",
+    help="torchvision inception_v3 state_dict with logits (needed for is).",
+)
+@click.option("--manualSeed", "seed", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--batch_size", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--outdir", default="output", show_default=True, help="Where runs are found.")
+@device_option()
+def evaluate(
+    net_g, data_dir, count, metrics, folds, inception_weights, seed, batch_size, outdir, device
+):
+    """FID and R-precision of a trained generator on test captions.
+
+    \b
+    attngan-eval --count 1000
+    attngan-eval --netG output/00001-attngan/netG.pt --data_dir data/birds --count 30000
+    """
+    from pathlib import Path
+
+    from .evaluate import evaluate_generator, write_result
+    from .sample import find_generator, load_generator
+
+    names = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    known = ("rprec", "rprec_real", "fid", "is", "faithful")
+    unknown = [m for m in names if m not in known]
+    if unknown or not names:
+        raise UserError(f"--metrics: unknown '{','.join(unknown)}' (one of {', '.join(known)})")
+    path = Path(net_g) if net_g else find_generator(outdir)
+    gen = load_generator(path, resolve_device(device))
+    if gen.cfg["DATASET_NAME"] != "digits" and data_dir is None:
+        raise UserError(f"--data_dir: the generator was trained on '{gen.cfg['DATASET_NAME']}'")
+    result = evaluate_generator(
+        gen, data_dir, count, seed, batch_size, folds, names, inception_weights
+    )
+    result["netG"] = str(path)
+    write_result(result, path.parent / "metric-eval.jsonl")
+    if result.get("inception_score_note"):
+        click.echo(f"note: {result['inception_score_note']}", err=True)
+    click.echo(json.dumps(result))
+
+
+@click.command()
+@click.option(
+    "--netG",
+    "net_g",
+    default=None,
+    metavar="FILE",
+    help="netG.pt (or a training checkpoint); default: the newest run in --outdir.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--max_batch",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Most images generated in one batched call.",
+)
+@click.option("--outdir", default="output", show_default=True, help="Where runs are found.")
+@click.option("--verbose", is_flag=True, help="Log every request.")
+@device_option()
+def serve(net_g, host, port, max_batch, outdir, verbose, device):
+    """Serve the generator over HTTP: POST /generate {"caption": ..., "seed": ..., "count": ...}.
+
+    \b
+    attngan-serve --port 8000 &
+    curl -s -X POST localhost:8000/generate -d '{"caption": "a red seven"}' > seven.png
+    """
+    from pathlib import Path
+
+    from .sample import find_generator, load_generator
+    from .serve import make_server
+
+    path = Path(net_g) if net_g else find_generator(outdir)
+    gen = load_generator(path, resolve_device(device))
+    try:
+        server = make_server(gen, host, port, max_batch, verbose)
+    except OSError as exc:
+        raise UserError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror})") from None
+    click.echo(
+        f"attngan-serve: http://{server.server_address[0]}:{server.server_address[1]} ({path})"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        server.batcher.close()

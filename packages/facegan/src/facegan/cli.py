@@ -1,0 +1,349 @@
+"""The six facegan commands; flags only -- the work is in dataset/train/c2f/sample/denoiser.
+
+Flag names are the original scripts' (``--batchSize``, ``--D_maxAcc``, ...); ``--device``
+replaces ``--gpu``/``--aws``.  Every bad flag or file ends in one ``Error: ...`` line, exit 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from ganlab_common.errors import UserError
+from ganlab_common.runs import device_option
+
+__all__ = ["autoencoder", "c2f", "dataset", "denoiser", "sample", "train"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SAVE = "runs/facegan"
+
+
+def _refuse(flag: str, instead: str) -> Callable:
+    def callback(ctx, param, value):
+        if value:
+            raise UserError(f"{flag}: no longer used; {instead}")
+
+    return callback
+
+
+def _retired(flag: str, instead: str, is_flag: bool = False) -> Callable:
+    """A hidden option that only explains what replaced it."""
+    extra = {"is_flag": True} if is_flag else {"type": str}
+    return click.option(flag, hidden=True, expose_value=False,
+                        callback=_refuse(flag, instead), **extra)
+
+
+_GPU = _retired("--gpu", "pick the device with --device auto|cpu|cuda")
+_AWS = _retired("--aws", "pass the data folder with --dataset", is_flag=True)
+
+
+def _common_train(f: Callable) -> Callable:
+    """Flags every trainer shares."""
+    for option in reversed([
+        click.option("--save", default=SAVE, show_default=True, type=click.Path(file_okay=False),
+                     help="Folder of run directories <NNNNN>-<name>/."),
+        click.option("--network", default="", type=click.Path(dir_okay=False),
+                     help="Start from the networks in this checkpoint file."),
+        click.option("--noplot", is_flag=True,
+                     help="No sample grids until the last epoch (the original's live plots)."),
+        click.option("--seed", default=1, show_default=True, type=int),
+        click.option("--grayscale/--color", default=None,
+                     help="Grey or colour images [default: grey for the embedded faces, "
+                          "colour for a folder; colour needs a facegan-dataset folder]."),
+        click.option("--dataset", default=None, type=click.Path(file_okay=False),
+                     help="Image folder (facegan-dataset's out_aug_64x64/) [default: "
+                          "data/facegan/out_aug_64x64 when it exists, else the 100 LFW faces "
+                          "embedded in scikit-image, augmented x20 in memory]."),
+        device_option(),
+        click.option("--resume", is_flag=True,
+                     help="Continue the newest run of this kind in --save from its last "
+                          "checkpoint."),
+        _GPU,
+        _AWS,
+    ]):
+        f = option(f)
+    return f
+
+
+def _gan_flags(d_l1: float, d_l2: float) -> Callable:
+    """The optimiser / regularisation / balance flags of train.lua and train_c2f.lua."""
+    options = [
+        click.option("--batchSize", "batchSize", default=32, show_default=True, type=int,
+                     help="Even, >= 4: half real + half fake images for D, all fake for G."),
+        click.option("--N_epoch", "N_epoch", default=1000, show_default=True, type=int,
+                     help="Random images per epoch (-1: the whole dataset)."),
+        click.option("--G_L1", "G_L1", default=0.0, show_default=True, type=float,
+                     help="L1 penalty on G's weights (the original used --G_L2's value here)."),
+        click.option("--G_L2", "G_L2", default=0.0, show_default=True, type=float),
+        click.option("--D_L1", "D_L1", default=d_l1, show_default=True, type=float),
+        click.option("--D_L2", "D_L2", default=d_l2, show_default=True, type=float),
+        click.option("--D_iterations", "D_iterations", default=1, show_default=True,
+                     type=click.IntRange(min=1), help="D updates per batch."),
+        click.option("--G_iterations", "G_iterations", default=1, show_default=True,
+                     type=click.IntRange(min=1), help="G updates per batch."),
+        click.option("--D_clamp", "D_clamp", default=1.0, show_default=True,
+                     type=click.FloatRange(min=0),
+                     help="Clamp D's gradients element-wise to +-this (0: off)."),
+        click.option("--G_clamp", "G_clamp", default=5.0, show_default=True,
+                     type=click.FloatRange(min=0),
+                     help="Clamp G's gradients element-wise to +-this (0: off)."),
+        click.option("--D_optmethod", "D_optmethod", default="adam", show_default=True,
+                     help="sgd, adam or adagrad."),
+        click.option("--G_optmethod", "G_optmethod", default="adam", show_default=True,
+                     help="sgd, adam or adagrad."),
+        click.option("--G_adam_lr", "G_adam_lr", default=-1.0, show_default=True, type=float,
+                     help="Adam learning rate for G (-1: 1e-3)."),
+        click.option("--D_adam_lr", "D_adam_lr", default=-1.0, show_default=True, type=float,
+                     help="Adam learning rate for D (-1: 1e-3)."),
+        click.option("--noiseDim", "noiseDim", default=100, show_default=True,
+                     type=click.IntRange(min=1)),
+        click.option("--window", default=3, show_default=True, type=int,
+                     help="Accepted for compatibility: there is no live display; grids are "
+                          "written to the run folder instead."),
+        click.option("--threads", default=None, type=click.IntRange(min=1),
+                     help="CPU threads for torch [default: torch's choice]."),
+        click.option("--width", default=1.0, show_default=True, type=float,
+                     help="New: multiply every hidden channel count (1 = the original "
+                          "networks; e.g. 0.25 for a quick CPU trial)."),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _echo_run(run) -> None:
+    click.echo(f"wrote {run.dir}")
+
+
+# ---------------------------------------------------------------------------------------------
+@click.command(context_settings=CONTEXT)
+@click.option("--path", default=None, type=click.Path(),
+              help="The LFW folder (<person>/*.jpg, 250x250, not funnelled) [default: the 100 "
+                   "faces embedded in scikit-image, already cropped].")
+@click.option("--out", default="data/facegan", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Where out_aug_64x64/ and out_unaug_64x64/ are written.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes (the output does not depend on it).")
+@click.option("--seed", default=43, show_default=True, type=int)
+def dataset(path: str | None, out: str, workers: int, seed: int) -> None:
+    """Build the augmented LFW face set (dataset/generate_dataset.py).
+
+    Each image: the original + 19 augmentations (flip p 0.5, scale 0.82-1.10, rotation +-8
+    deg, translation +-5 px, brightness x0.9-1.1, constant-mode warp), cropped to the LFWcrop
+    box (rows 92-175, cols 83-166), resized to 64x64 and saved as {img:06}_{aug:03}.jpg in
+    out_aug_64x64/ (20 files per image); the originals also go to out_unaug_64x64/.
+    Deterministic (sorted files, seed 43) and resumable: finished images are skipped.
+
+    \b
+    Examples:
+      facegan-dataset --path ~/data/lfw --workers 8
+      facegan-dataset                      # from the 100 embedded faces (2,000 files)
+    """
+    from .dataset import build_dataset
+
+    report = build_dataset(path, out, workers=workers, seed=seed, echo=click.echo)
+    click.echo(f"{report.written} image(s) written, {report.already_done} already done, "
+               f"{report.unreadable} unreadable .jpg and {report.other_files} non-image file(s) "
+               f"skipped -> {out}/out_aug_64x64 ({report.files_per_image} files per image) and "
+               f"{out}/out_unaug_64x64")
+
+
+# ---------------------------------------------------------------------------------------------
+@click.command(context_settings=CONTEXT)
+@click.option("--scale", default=32, show_default=True, type=int,
+              help="Image height/width: 16 or 32 (models.lua's two sizes).")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Epochs of --N_epoch images (new: the original looped forever).")
+@click.option("--saveFreq", "saveFreq", default=5, show_default=True,
+              type=click.IntRange(min=1),
+              help="Save a checkpoint and sample grids every N epochs (original 30).")
+@_common_train
+@_gan_flags(d_l1=0.0, d_l2=1e-4)
+@click.option("--G_SGD_lr", "G_SGD_lr", default=0.02, show_default=True, type=float)
+@click.option("--G_SGD_momentum", "G_SGD_momentum", default=0.0, show_default=True, type=float)
+@click.option("--D_SGD_lr", "D_SGD_lr", default=0.02, show_default=True, type=float)
+@click.option("--D_SGD_momentum", "D_SGD_momentum", default=0.0, show_default=True, type=float)
+@click.option("--D_maxAcc", "D_maxAcc", default=1.01, show_default=True, type=float,
+              help="Skip D's update while its mean accuracy over the last ~31 batches is >= "
+                   "this (1.01: never).")
+@click.option("--denoise", is_flag=True,
+              help="Also write denoised sample grids, using the newest facegan-denoiser run "
+                   "at this scale in --save (an error when there is none).")
+@click.option("--init", type=click.Choice(["default", "eyescream"]), default="default",
+              show_default=True,
+              help="default: PyTorch's layer init; eyescream: the original N(0, 0.005) on "
+                   "top-level modules only (also zeroes BatchNorm gains; trains worse).")
+@_retired("--weightsVisFreq", "there is no live display")
+def train(**flags) -> None:
+    """Train the face G/D pair (train.lua) on LFW faces at 16 or 32 px.
+
+    G: Linear -> 2 x [upsample, conv5, BN, PReLU] -> conv3 -> sigmoid; D16: a conv branch plus
+    a dense skip branch; D32: 4 conv/avg-pool blocks and 3 linear layers.  An epoch is
+    --N_epoch random images (~62 iterations at batch 32).
+
+    \b
+    Examples:
+      facegan-train --scale 16                    # then facegan-c2f, then facegan-sample
+      facegan-train --scale 32 --dataset data/facegan/out_aug_64x64 --color
+      facegan-train --scale 16 --resume --epochs 40
+
+    On an idle 2-core CPU the default --epochs 20 take about 20 min at --scale 16
+    (~1 iteration/s) and about 4x longer at --scale 32.  Each run writes
+    <save>/<NNNNN>-train-<scale>px-<gray|color>/ with config.json, stats.jsonl, reals.png,
+    fakes_eNNNN.png, best.png/worst.png (by D) and checkpoints/.
+    """
+    from .train import TrainConfig
+    from .train import train as run_train
+
+    _echo_run(run_train(TrainConfig(**flags)))
+
+
+# ---------------------------------------------------------------------------------------------
+@click.command(context_settings=CONTEXT)
+@click.option("--coarseSize", "coarseSize", default=16, show_default=True, type=int,
+              help="Size the images are shrunk to (8, 16 or 32).")
+@click.option("--fineSize", "fineSize", default=32, show_default=True, type=int,
+              help="Size they are upsampled to and refined at (16, 32 or 64).")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Epochs of --N_epoch images (new: the original looped forever).")
+@click.option("--saveFreq", "saveFreq", default=1, show_default=True,
+              type=click.IntRange(min=1), help="Checkpoint and grid every N epochs.")
+@_common_train
+@_gan_flags(d_l1=1e-7, d_l2=0.0)
+@click.option("--G_sgd_lr", "G_sgd_lr", default=0.02, show_default=True, type=float)
+@click.option("--G_sgd_momentum", "G_sgd_momentum", default=0.0, show_default=True, type=float)
+@click.option("--D_sgd_lr", "D_sgd_lr", default=0.02, show_default=True, type=float)
+@click.option("--D_sgd_momentum", "D_sgd_momentum", default=0.0, show_default=True, type=float)
+def c2f(**flags) -> None:
+    """Train the coarse-to-fine upscaler (train_c2f.lua): G turns [noise ; upsampled coarse
+    image] into the missing detail (a residual), D judges residual + coarse.
+
+    Without --dataset it uses the data and colour mode of the latest facegan-train run in
+    --save, so `facegan-train --scale 16` then `facegan-c2f` needs no flags.
+
+    \b
+    Examples:
+      facegan-c2f                                  # 16 -> 32 px
+      facegan-c2f --coarseSize 16 --fineSize 32 --epochs 10 --resume
+
+    On an idle 2-core CPU one epoch (~62 iterations of the 1.1 M-parameter 32 px G) takes
+    about 6 min, so the default 3 epochs take about 20 min.  Writes
+    <save>/<NNNNN>-c2f-16to32-<gray|color>/ with c2f_eNNNN.png (rows: coarse, truth, refined,
+    true residual, G's residual), stats.jsonl and checkpoints/.
+    """
+    from .c2f import C2FConfig, train_c2f
+
+    _echo_run(train_c2f(C2FConfig(**flags)))
+
+
+# ---------------------------------------------------------------------------------------------
+@click.command(context_settings=CONTEXT)
+@click.option("--save_base", default=SAVE, show_default=True, type=click.Path(file_okay=False),
+              help="Where to look for the latest facegan-train run.")
+@click.option("--save_c2f32", default=SAVE, show_default=True, type=click.Path(file_okay=False),
+              help="Where to look for the latest matching facegan-c2f run.")
+@click.option("--G_base", "G_base", default="", type=click.Path(dir_okay=False),
+              help="A facegan-train checkpoint [default: the latest run's last one].")
+@click.option("--D_base", "D_base", default="", type=click.Path(dir_okay=False),
+              help="Checkpoint whose D ranks the samples [default: --G_base].")
+@click.option("--G_c2f32", "G_c2f32", default="", type=click.Path(dir_okay=False),
+              help="A facegan-c2f checkpoint [default: the latest matching run's].")
+@click.option("--D_c2f32", "D_c2f32", default="", type=click.Path(dir_okay=False),
+              help="Checkpoint whose c2f D picks the residuals [default: --G_c2f32].")
+@click.option("--c2f/--no-c2f", default=None,
+              help="Refine with the coarse-to-fine model [default: when one exists].")
+@click.option("--neighbours", is_flag=True,
+              help="Also save the 16 best samples beside their L2-nearest training images.")
+@click.option("--writeto", default="", type=click.Path(file_okay=False),
+              help="Output folder [default: a new <save_base>/<NNNNN>-sample/].")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--runs", default=1, show_default=True, type=int,
+              help="How many times to sample and save.")
+@click.option("--batchSize", "batchSize", default=16, show_default=True, type=int,
+              help="Batch size for running G and D.")
+@click.option("--nsamples", default=1024, show_default=True, type=int,
+              help="Samples per run (new; the original always drew 1,024).")
+@click.option("--tries", default=10, show_default=True, type=int,
+              help="Residuals drawn per image by the c2f chain; D keeps the best.")
+@device_option()
+@_GPU
+@_AWS
+@_retired("--scale", "the scale is read from the checkpoint")
+@_retired("--noiseDim", "the noise size is read from the checkpoint")
+@_retired("--grayscale", "the colour mode is read from the checkpoint", is_flag=True)
+def sample(**flags) -> None:
+    """Sample faces (sample.lua): per run 1,024 samples -> random256/random1024 grids, the
+    best and worst 64 ranked by D, 64 random ones, and -- when a c2f model exists -- the same
+    three sets refined to the fine size (best of --tries residuals by the c2f D), next to
+    plain bilinear upsampling (*_up_32.png) for comparison.
+
+    \b
+    Examples:
+      facegan-sample                          # latest train run (+ latest c2f run)
+      facegan-sample --runs 4 --neighbours
+      facegan-sample --G_base runs/facegan/00000-train-16px-gray/checkpoints/ckpt-001240.pt
+    """
+    from .sample import SampleConfig
+    from .sample import sample as run_sample
+
+    click.echo(f"wrote {run_sample(SampleConfig(**flags))}")
+
+
+# ---------------------------------------------------------------------------------------------
+@click.command(context_settings=CONTEXT)
+@click.option("--scale", default=16, show_default=True, type=int, help="16 or 32.")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--saveFreq", "saveFreq", default=10, show_default=True,
+              type=click.IntRange(min=1))
+@click.option("--batchSize", "batchSize", default=128, show_default=True, type=int)
+@click.option("--N_train", "N_train", default=10000, show_default=True, type=int,
+              help="Training images (the rest, up to 256, validate).")
+@click.option("--coefL1", "coefL1", default=0.0, show_default=True, type=float)
+@click.option("--coefL2", "coefL2", default=0.0, show_default=True, type=float)
+@click.option("--AE_clamp", "AE_clamp", default=1.0, show_default=True,
+              type=click.FloatRange(min=0), help="Gradient clamp (0: off).")
+@click.option("--window", default=10, show_default=True, type=int,
+              help="Accepted for compatibility (no live display).")
+@_common_train
+def denoiser(**flags) -> None:
+    """Train the denoising autoencoder (train_denoiser.lua) used by facegan-train --denoise.
+
+    Real faces + N(0, 0.1) noise -> conv/linear decoder -> the clean face (BCE); a second
+    decoder refines the first one's output.  Fixed here: the original stepped both decoders
+    with one shared Adam state.  Writes <save>/<NNNNN>-denoiser-CxSxS/denoiser_CxSxS.pt.
+    About a minute for the defaults at 16 px on a 2-core CPU.
+    """
+    from .denoiser import DenoiserConfig, train_denoiser
+
+    _echo_run(train_denoiser(DenoiserConfig(**flags)))
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--scale", default=32, show_default=True, type=int, help="16 or 32.")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--saveFreq", "saveFreq", default=10, show_default=True,
+              type=click.IntRange(min=1))
+@click.option("--learningRate", "learningRate", default=1e-3, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Adam's learning rate (the original's SGD rate 0.02 was never used).")
+@click.option("--batchSize", "batchSize", default=128, show_default=True, type=int)
+@click.option("--N_train", "N_train", default=10000, show_default=True, type=int)
+@click.option("--coefL1", "coefL1", default=0.0, show_default=True, type=float)
+@click.option("--coefL2", "coefL2", default=0.0, show_default=True, type=float)
+@click.option("--noiseDim", "noiseDim", default=256, show_default=True,
+              type=click.IntRange(min=1), help="Size of the code layer.")
+@_common_train
+def autoencoder(**flags) -> None:
+    """Train the legacy MLP autoencoder (train_autoencoder.lua): C*S*S -> 512 -> 256 (tanh)
+    -> dropout -> 256 -> C*S*S (sigmoid), L1 loss, Adam.  Writes
+    <save>/<NNNNN>-autoencoder-CxSxS/autoencoder_CxSxS.pt.  Seconds per epoch on a CPU.
+    """
+    from .denoiser import AutoencoderConfig, train_autoencoder
+
+    _echo_run(train_autoencoder(AutoencoderConfig(**flags)))
