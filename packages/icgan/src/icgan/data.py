@@ -97,10 +97,6 @@ class Labels:
             return one_hot_pm(raw.argmax(dim=1), self.ny).to(raw.device)
         return torch.where(raw >= 0, 1.0, -1.0).to(raw)
 
-    def classes(self, y: torch.Tensor) -> torch.Tensor:
-        """One-hot ``[N, ny]`` -> class indices ``[N]`` (MNIST only)."""
-        return y.argmax(dim=1)
-
 
 # -- MNIST ---------------------------------------------------------------------------------
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -212,6 +212,8 @@ def _resolve_run(cfg: TrainConfig) -> tuple[Path | None, TrainConfig]:
         raise UserError(f"--runDir: '{path}' is not a folder")
     stored = _stored_config(path)
     fixed = {k: stored[k] for k in GAN_FIELDS if k in stored}
+    if cfg.dataroot is None and stored.get("dataroot"):
+        fixed["dataroot"] = stored["dataroot"]  # the run's data, unless given again
     for key, value in fixed.items():
         if getattr(cfg, key) != value:
             print(f"icgan: using {key}={value!r} from {path} (not {getattr(cfg, key)!r})")
@@ -397,8 +399,8 @@ def _evaluate_encoder(net: nn.Module, test: Dataset, batch_size: int, device,
     """Test MSE (and the accuracy of binarised outputs for E_y)."""
     net.eval()
     loss = correct = count = 0.0
-    for start in range(0, len(test), 256):
-        x, target = _stack(test, range(start, min(start + 256, len(test))))
+    for start in range(0, len(test), batch_size):
+        x, target = _stack(test, range(start, min(start + batch_size, len(test))))
         out = net(_to_float(x).to(device))
         target = target.to(device)
         loss += F.mse_loss(out, target, reduction="sum").item() / target.shape[1]
@@ -459,7 +461,7 @@ def fit_encoder(cfg: TrainConfig, run: Run, ctx: DistContext, name: str, net: En
             bar.update(1)
             end_of_epoch = step % per_epoch == 0
             if end_of_epoch:
-                scores = _evaluate_encoder(unwrap(model), test_set, cfg.batch_size, device,
+                scores = _evaluate_encoder(unwrap(model), test_set, 256, device,
                                            labels) if len(test_set) else {}
                 _log(stage, ctx, step, bar, epoch=step / per_epoch, loss=loss.item(), **scores)
             elif step % 10 == 0:
