@@ -23,5 +23,10 @@ uv run ruff check .
 # The README's test command:
 uv run pytest
 
+# The STNM CUDA source must keep compiling even where no GPU runs it (nvcc is installed here).
+if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null 2>&1; then
+    CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}" uv run pytest -q -m slow -k cuda_extension_compiles packages/lrgan
+fi
+
 # Every package builds a wheel (lrgan compiles its CPU extension here).
 uv build --all-packages --quiet -o "$(mktemp -d)"

@@ -80,15 +80,15 @@ def stnm_extension() -> CppExtension:
 class BuildStnm(BuildExtension):
     """BuildExtension that lets an ``optional`` extension fail without failing the install."""
 
-    def build_extension(self, ext) -> None:
+    def build_extensions(self) -> None:
         try:
-            super().build_extension(ext)
-        except Exception as err:  # noqa: BLE001 - any compiler/ninja failure
-            if not ext.optional:
+            super().build_extensions()
+        except Exception as err:  # any compiler, ninja or toolchain-check failure
+            if not all(ext.optional for ext in self.extensions):
                 raise
             self.warn(
-                f"lrgan: building {ext.name} failed ({err}); lrgan will use the pure-PyTorch "
-                "STNM reference (set LRGAN_REQUIRE_EXT=1 to make this an error)"
+                f"lrgan: building lrgan._C failed ({type(err).__name__}: {err}); lrgan will "
+                "use the pure-PyTorch STNM reference (LRGAN_REQUIRE_EXT=1 makes that an error)"
             )
 
 

@@ -335,7 +335,7 @@ void backward_kernel(const Args<scalar_t>& a) {
   });
 }
 
-// Calls fn.template operator()<kC>() with kC = 1, 3 or 0 (any C).
+// Calls fn(std::integral_constant<int, kC>{}) with kC = 1, 3 or 0 (any other C).
 template <typename Fn>
 void dispatch_channels(int64_t C, Fn&& fn) {
   if (C == 1) {

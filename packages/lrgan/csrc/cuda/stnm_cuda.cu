@@ -28,7 +28,8 @@ namespace {
 constexpr int kThreads = 256;
 
 int64_t num_blocks(int64_t n) {
-  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t max_blocks = sms * 32;  // the grid-stride loops cover the rest
   return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, max_blocks));
 }
 
