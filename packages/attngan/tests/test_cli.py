@@ -137,3 +137,23 @@ def test_digit_scenes_are_deterministic_and_captioned():
     assert a.sources[0].shape == (64, 64, 3) and len(a.captions[0]) == 10
     words = {w for caps in a.captions for c in caps for w in c}
     assert words & {"red", "green", "blue", "yellow", "cyan", "magenta", "white", "orange"}
+
+
+def test_resumed_training_matches_an_uninterrupted_run(cub_dir, tmp_path, cli_args, trained):
+    damsm = str(trained / "00000-damsm" / "damsm.pt")
+    runner = CliRunner()
+    # 4 samples per epoch with batch 4 and 8 images: 2 batches an epoch; stop mid-epoch (3).
+    straight = [*cli_args("gan", cub_dir, tmp_path / "a", iters=5), "--NET_E", damsm]
+    straight += ["--set", "GANLAB.CHECKPOINT_ITERS=3"]
+    assert runner.invoke(train, straight).exit_code == 0
+    part = [*cli_args("gan", cub_dir, tmp_path / "b", iters=3), "--NET_E", damsm]
+    part += ["--set", "GANLAB.CHECKPOINT_ITERS=3"]
+    assert runner.invoke(train, part).exit_code == 0
+    part[part.index("--max_iters") + 1] = "5"
+    assert runner.invoke(train, [*part, "--resume"]).exit_code == 0
+    a = torch.load(next((tmp_path / "a").glob("*/checkpoints/ckpt-000005.pt")), weights_only=False)
+    b = torch.load(next((tmp_path / "b").glob("*/checkpoints/ckpt-000005.pt")), weights_only=False)
+    for key in a["netG"]:
+        torch.testing.assert_close(a["netG"][key], b["netG"][key], msg=key)
+    for x, y in zip(a["avg_param_G"], b["avg_param_G"]):
+        torch.testing.assert_close(x, y)

@@ -67,3 +67,28 @@ def test_missing_layouts_are_one_line_errors(tmp_path):
         load_records(load_config("coco_attn2"), tmp_path, "train")
     with pytest.raises(UserError, match="not a folder"):
         load_records(load_config("bird_attn2"), tmp_path / "nope", "train")
+
+
+def test_original_text_encoder_with_its_captions_pickle(tmp_path, tiny_gan):
+    """An original text_encoderN.pth (bare state_dict) + image_encoderN.pth + captions.pickle."""
+    import torch
+
+    from attngan.backbones import build_backbone
+    from attngan.damsm import load_damsm
+    from attngan.models import CNN_ENCODER, RNN_ENCODER
+    from attngan.text import Vocabulary, save_captions_pickle
+
+    vocab = Vocabulary(["<end>", "a", "red", "bird"])
+    save_captions_pickle(tmp_path / "captions.pickle", [[1, 2, 3]], [[1, 3]], vocab)
+    text = RNN_ENCODER(len(vocab), ninput=16, nhidden=32)
+    torch.save(text.state_dict(), tmp_path / "text_encoder200.pth")
+    image = CNN_ENCODER(32, build_backbone("tiny"))
+    torch.save(image.state_dict(), tmp_path / "image_encoder200.pth")
+    cfg = load_config("bird_attn2", tiny_gan)
+    enc = load_damsm(tmp_path / "text_encoder200.pth", cfg, torch.device("cpu"), str(tmp_path))
+    assert enc.vocab.words == vocab.words
+    torch.testing.assert_close(enc.text.encoder.weight, text.encoder.weight)
+    torch.testing.assert_close(enc.image.emb_cnn_code.weight, image.emb_cnn_code.weight)
+    (tmp_path / "captions.pickle").unlink()
+    with pytest.raises(UserError, match="captions.pickle"):
+        load_damsm(tmp_path / "text_encoder200.pth", cfg, torch.device("cpu"), str(tmp_path))

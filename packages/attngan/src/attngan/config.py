@@ -219,6 +219,18 @@ def load_config(
     return config
 
 
+def with_defaults(saved: dict, defaults: dict | None = None) -> dict:
+    """A config saved by an older version, with the keys it lacks taken from :data:`DEFAULTS`."""
+    defaults = DEFAULTS if defaults is None else defaults
+    out = copy.deepcopy(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = with_defaults(out[key], value)
+    return out
+
+
 def get(cfg: dict, dotted: str) -> Any:
     """``get(cfg, "TRAIN.SMOOTH.GAMMA1")``."""
     value: Any = cfg

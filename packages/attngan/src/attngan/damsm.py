@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ganlab_common.checkpoint import atomic_save, load_checkpoint, load_state_dicts, state_dicts
 from ganlab_common.distributed import (
@@ -36,6 +36,7 @@ from ganlab_common.errors import UserError
 from ganlab_common.runs import Run, find_run_dir, seed_everything
 
 from .backbones import build_backbone
+from .config import with_defaults
 from .data import TextImageDataset, build_vocabulary, load_records, sort_batch
 from .losses import sent_loss, words_loss
 from .models import CNN_ENCODER, RNN_ENCODER, stage_sizes
@@ -89,7 +90,7 @@ def _original_text_encoder(state: dict, path: Path, data_dir: str | None) -> dic
             f"captions.pickle, not found at {pickle_path} (give --data_dir)"
         )
     vocab = load_captions_pickle(pickle_path)[2]
-    image_path = Path(str(path).replace("text_encoder", "image_encoder"))
+    image_path = path.with_name(path.name.replace("text_encoder", "image_encoder"))
     image_state = load_checkpoint(image_path, flag="--NET_E (image_encoder)")
     return {
         "kind": "attngan-damsm",
@@ -128,7 +129,7 @@ def load_damsm(
         )
     emb = state["text_encoder"]["encoder.weight"].shape[1]
     cfg = {**cfg, "GANLAB": {**cfg["GANLAB"], "WORD_EMBEDDING_DIM": int(emb)}}
-    saved = state.get("config") or {}
+    saved = with_defaults(state["config"]) if state.get("config") else {}
     for key in ("EMBEDDING_DIM",):
         if saved and saved["TEXT"][key] != cfg["TEXT"][key]:
             raise UserError(
@@ -164,14 +165,30 @@ def find_damsm(outdir: str | os.PathLike) -> Path:
 
 
 def batches(loader: DataLoader, start: int) -> Iterator[tuple[int, dict]]:
-    """``(epoch, batch)`` forever, starting at global iteration ``start`` (batches skipped)."""
+    """``(epoch, batch)`` forever, starting at global iteration ``start``.
+
+    A resumed epoch continues with the same sample order; the samples already seen are
+    skipped without being loaded, so no random crop or caption draw is spent on them and
+    a resumed run matches an uninterrupted one.
+    """
     per_epoch = len(loader)
     epoch, skip = divmod(start, per_epoch)
     while True:
         set_epoch(loader, epoch)
-        for j, batch in enumerate(loader):
-            if j >= skip:
-                yield epoch, batch
+        source = loader
+        if skip:
+            order = list(loader.sampler)[skip * loader.batch_size :]
+            set_epoch(loader, epoch + 1)  # what a full pass would have left
+            source = DataLoader(
+                Subset(loader.dataset, order),
+                batch_size=loader.batch_size,
+                shuffle=False,
+                num_workers=loader.num_workers,
+                pin_memory=loader.pin_memory,
+                drop_last=loader.drop_last,
+                generator=torch.Generator().manual_seed(epoch),  # keeps the global RNG
+            )
+        yield from ((epoch, batch) for batch in source)
         skip = 0
         epoch += 1
 

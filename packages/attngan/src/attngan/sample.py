@@ -14,6 +14,7 @@ from ganlab_common.errors import UserError
 from ganlab_common.images import to_uint8
 from ganlab_common.runs import find_run_dir
 
+from .config import with_defaults
 from .damsm import Encoders, build_encoders
 from .models import G_NET, RNN_ENCODER, attention_mask, build_generator
 from .text import Vocabulary, tokenize
@@ -60,7 +61,7 @@ def load_generator(path: str | os.PathLike, device: torch.device) -> Generator:
     state = load_checkpoint(path, map_location="cpu", flag="--netG")
     if "netG" not in state or "vocab" not in state or "config" not in state:
         raise UserError(f"--netG: '{path}' is not an attngan-train export or checkpoint")
-    cfg, vocab = state["config"], Vocabulary(list(state["vocab"]))
+    cfg, vocab = with_defaults(state["config"]), Vocabulary(list(state["vocab"]))
     n_rows = state["text_encoder"]["encoder.weight"].shape[0]
     if n_rows != len(vocab):
         raise UserError(

@@ -81,14 +81,19 @@ def encode_text(enc: Encoders, captions: torch.Tensor, cap_lens: torch.Tensor):
     return words, sent, attention_mask(captions, words.size(2))
 
 
-def _fixed_inputs(dataset: TextImageDataset, n: int, nz: int, seed: int, device) -> dict:
-    """Captions (caption 0 of the first ``n`` images) and noise for the progress grids."""
+def _fixed_inputs(dataset: TextImageDataset, n: int, cfg: dict, seed: int, device) -> dict:
+    """Captions (caption 0 of the first ``n`` images), z and CA noise for the progress grids.
+
+    Drawn from their own generator: grids never touch the global RNG, so a resumed run
+    continues exactly like an uninterrupted one.
+    """
     caps, lens = zip(*(dataset.caption(i, 0) for i in range(n)))
     gen = torch.Generator().manual_seed(seed)
     return {
         "caption": torch.stack(caps).to(device),
         "cap_len": torch.tensor(lens).to(device),
-        "noise": torch.randn(n, nz, generator=gen).to(device),
+        "noise": torch.randn(n, cfg["GAN"]["Z_DIM"], generator=gen).to(device),
+        "ca_noise": torch.randn(n, cfg["GAN"]["CONDITION_DIM"], generator=gen).to(device),
     }
 
 
@@ -100,7 +105,7 @@ def _save_grids(run: Run, step: int, enc: Encoders, net_g, avg_params, fixed: di
     g = unwrap(net_g)
     with ema_weights(g, avg_params):
         g.eval()
-        fakes, att_maps, _, _ = g(fixed["noise"], sent, words, mask)
+        fakes, att_maps, _, _ = g(fixed["noise"], sent, words, mask, fixed["ca_noise"])
         g.train()
     texts = [
         " ".join(enc.vocab.decode(c[: int(n)].tolist()))
@@ -156,6 +161,7 @@ def train_attngan(
     modules.update({f"netD{i}": d for i, d in enumerate(nets_d)})
     modules.update({f"optimizerD{i}": o for i, o in enumerate(opts_d)})
 
+    fixed = _fixed_inputs(dataset, min(8, len(dataset)), cfg, seed, ctx.device)
     start = 0
     state = run.checkpoints.load_latest(map_location="cpu") if resume else None
     if state is not None:
@@ -164,7 +170,6 @@ def train_attngan(
         dataset.rng.setstate(state["caption_rng"])
         start = state["step"]
         run.truncate_stats(start)
-    fixed = _fixed_inputs(dataset, min(8, len(dataset)), cfg["GAN"]["Z_DIM"], seed, ctx.device)
 
     def save(step: int) -> None:
         if not run.is_main:
