@@ -12,11 +12,13 @@ Usage::
     uv run python bench/fid_throughput.py                       # CPU (and CUDA when present)
     uv run python bench/fid_throughput.py --devices cuda --batch-sizes 50 200 500 --images 2000
     uv run python bench/fid_throughput.py --classifier
+    uv run python bench/fid_throughput.py --threads 1 --batch-sizes 10 50
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -46,10 +48,22 @@ def images_per_second(device: torch.device, batch_size: int, n_images: int, size
     return n_batches * batch_size / (time.perf_counter() - start)
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
@@ -60,12 +74,18 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100, help="images timed per entry")
     parser.add_argument("--size", type=int, default=299, help="input side (resized to 299)")
     parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op CPU threads (default: torch's choice)")
     parser.add_argument("--classifier", action="store_true",
                         help="also time training the held-out digit classifier")
     args = parser.parse_args()
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}; input [N, {args.channels}, {args.size}, {args.size}]")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"torch {torch.__version__}; {os.cpu_count()} CPUs, load average {load}; "
+          f"input [N, {args.channels}, {args.size}, {args.size}]")
     print("| device | batch size | images/s |")
     print("|---|---:|---:|")
     for name in devices:

@@ -75,6 +75,9 @@ def main() -> None:
     p.add_argument("--final-k", type=int, default=100)
     p.add_argument("--n-test", type=int, default=500)
     p.add_argument("--n-fid", type=int, default=300)
+    p.add_argument("--rho", type=float, default=0.05, help="acvaegan: -rho")
+    p.add_argument("--rho-entreg", type=float, default=0.05, help="acvaegan: -rho_entreg")
+    p.add_argument("--attention-gain", default="steps", choices=["steps", "one"])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="runs/crvae-bench")
     args = p.parse_args()
@@ -84,7 +87,9 @@ def main() -> None:
         cfg = Config(dataset="mnist", latentType=latent_type, nEpochs=args.epochs,
                      baseChannels=args.base_channels, LR=args.lr, alpha=args.alpha, beta=0.0,
                      kappa=0.0, nSample=5, nSampleFinal=args.final_k, nTest=args.n_test,
-                     manualSeed=args.seed, save=args.out, device="cpu", epochStep=0)
+                     manualSeed=args.seed, save=args.out, device="cpu", epochStep=0,
+                     rho=args.rho, rho_entreg=args.rho_entreg,
+                     attention_gain=args.attention_gain)
         run = train(cfg)
         train_s = time.time() - t0
         res = _measure(run, args.n_fid, args.n_test, args.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -100,10 +102,30 @@ def test_attention_sums_to_one_over_steps():
     assert alpha.shape == (8, 10)
     assert torch.allclose(alpha.sum(0), torch.ones(10))
     y = torch.ones(3, 10)
-    assert torch.allclose(g.attention(y).sum(1), y)
+    assert torch.allclose(g.attention(y).sum(1), y)  # gain 1: the original y * alpha[t]
     doubly, entropy = attention_regularizers(alpha)
-    assert doubly.item() == pytest.approx((10 / 8 - 10 / 8) ** 2, abs=1e-6)
-    assert entropy.item() == pytest.approx(torch.log(torch.tensor(8.0)).item(), rel=1e-5)
+    assert doubly.item() == pytest.approx(0.0, abs=1e-3)  # near-uniform start
+    assert entropy.item() == pytest.approx(torch.log(torch.tensor(8.0)).item(), rel=1e-2)
+
+
+def test_attention_starts_near_uniform_but_not_at_the_entropy_maximum():
+    g, _ = build_models(_spec("acvaegan", 28))
+    logits = g.attention.logits
+    assert logits.abs().max() <= 1 / (8 * 10) ** 0.5  # Torch nn.CMul's init range
+    assert logits.std() > 0  # equal logits: zero gradient of the entropy regulariser
+    _, entropy = attention_regularizers(g.attention.alpha())
+    entropy.backward()
+    assert logits.grad.abs().max() > 0
+
+
+def test_attention_gain_steps_passes_y_at_full_scale():
+    spec = dataclasses.replace(_spec("acvaegan", 28), attention_gain=8.0)
+    g, _ = build_models(spec)
+    y = torch.randn(3, 10)
+    y_t = g.attention(y)  # [3, 8, 10]
+    assert torch.allclose(y_t.sum(1), 8 * y, atol=1e-5)
+    assert torch.allclose(y_t.mean(1), y, atol=1e-5)
+    assert torch.allclose(y_t, y[:, None].expand(-1, 8, -1), atol=0.3 * y.abs().max().item())
 
 
 def test_kl_terms():

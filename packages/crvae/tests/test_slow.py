@@ -26,13 +26,13 @@ def test_conv_vae_learns_mnist(tmp_path):
 
 @pytest.mark.slow
 def test_acvae_draws_the_asked_digit(tmp_path):
-    run = train(Config(dataset="mnist", latentType="acvaegan", baseChannels=8, nEpochs=4,
-                       LR=1e-3, alpha=1e-3, beta=0.0, rho=0.05, nTest=100, nSampleFinal=2,
-                       save=str(tmp_path), device="cpu"))
+    run = train(Config(dataset="mnist", latentType="acvaegan", baseChannels=8, nEpochs=10,
+                       LR=1e-3, alpha=1e-3, beta=0.0, kappa=0.0, rho=0.05, rho_entreg=0.05,
+                       nTest=100, nSampleFinal=2, save=str(tmp_path), device="cpu"))
     model, _ = load_generator(run / "best.pt", "cpu")
     cls = torch.arange(200) % 10
     y = F.one_hot(cls, 10).float() * 2 - 1
     with torch.no_grad():
         images = model.to_image(model.decode(model.sample_prior(200, y), y)[0])
     probs = classify_digits(load_digit_classifier("cpu"), images)
-    assert (probs.argmax(1) == cls).float().mean() > 0.6
+    assert (probs.argmax(1) == cls).float().mean() >= 0.9  # 94.4% measured (~3.5 min)

@@ -52,7 +52,7 @@ def test_help_lists_the_original_flags(run_cli, name):
 
 def test_train_help_states_the_cpu_budget(run_cli):
     text = " ".join(run_cli(cli.train, ["--help"]).output.split())
-    assert "default --epochs 20 take about" in text
+    assert "default --epochs 50 (3,100 iterations) take about" in text
 
 
 def _grid_tiles(path: Path, count: int, nrow: int, padding: int = 2) -> int:

@@ -77,6 +77,9 @@ def _train_options(f):
              help="Period of the real/fake row pattern of the D batch."),
         _opt("rho", type=_NONNEG, default=0.0, help="acVAE doubly-stochastic attention weight."),
         _opt("rho_entreg", type=_NONNEG, default=0.0, help="acVAE attention entropy weight."),
+        _opt("attention_gain", type=click.Choice(["steps", "one"]), default="steps",
+             help="acVAE: y_t = T*alpha[t]*y (steps; new, full-scale y at the uniform start) "
+                  "or alpha[t]*y (one; the original, y/T at first)."),
         _opt("max_alpha", type=click.FloatRange(0, 1), default=1.0,
              help="Cap of the stage-2 fade-in weight."),
         # Optimiser.

@@ -62,6 +62,7 @@ class Config:
     rho: float = 0.0
     rho_entreg: float = 0.0
     max_alpha: float = 1.0
+    attention_gain: str = "steps"  # new: y_t = T alpha[t] y ("steps") or alpha[t] y ("one")
     # Optimiser.
     LR: float = 0.003
     LR_mult: float = 1.0
@@ -154,6 +155,7 @@ def model_spec(cfg: Config) -> ModelSpec:
         dropout=cfg.dropout,
         attr_dim=attr,
         gan=cfg.uses_gan,
+        attention_gain=float(cfg.timeStep) if cfg.attention_gain == "steps" else 1.0,
     )
 
 

@@ -69,6 +69,7 @@ class ModelSpec:
     dropout: float = 0.0
     attr_dim: int = 0  # A (0: unconditional)
     gan: bool = True  # build D
+    attention_gain: float = 1.0  # y_t = gain * alpha[t] * y (1: the original; T: see Attention)
 
     @property
     def kind(self) -> str:
@@ -235,14 +236,21 @@ class Encoder(nn.Module):
 class Attention(nn.Module):
     """Learnable attention over steps for each attribute: alpha ``[T, A]``, sum over T = 1.
 
-    ``forward(y [N, A]) -> y_t [N, T, A] = y * alpha[t]``.  Without attention (crVAE-GAN /
-    cVAE-GAN), ``y_t = y`` at every step.
+    ``forward(y [N, A]) -> y_t [N, T, A] = gain * y * alpha[t]``.  Without attention
+    (crVAE-GAN / cVAE-GAN), ``y_t = y`` at every step.  The logits start as Torch's
+    ``nn.CMul`` does, uniform in +-1/sqrt(T A) (ones would make the uniform attention a
+    stationary point of the entropy regulariser).  ``gain`` 1 is the original; ``gain = T``
+    starts each step at the full ``y`` (alpha is ~1/T at first), as crVAE-GAN sees it.
     """
 
-    def __init__(self, steps: int, attr_dim: int, learn: bool):
+    def __init__(self, steps: int, attr_dim: int, learn: bool, gain: float = 1.0):
         super().__init__()
         self.steps = steps
-        self.logits = nn.Parameter(torch.ones(steps, attr_dim)) if learn else None
+        self.gain = gain
+        self.logits = None
+        if learn:
+            bound = 1.0 / math.sqrt(steps * attr_dim)
+            self.logits = nn.Parameter(torch.empty(steps, attr_dim).uniform_(-bound, bound))
 
     def alpha(self) -> torch.Tensor | None:
         return None if self.logits is None else torch.softmax(self.logits, dim=0)  # [T, A]
@@ -251,7 +259,7 @@ class Attention(nn.Module):
         a = self.alpha()
         if a is None:
             return y.unsqueeze(1).expand(-1, self.steps, -1)  # [N, T, A]
-        return y.unsqueeze(1) * a.unsqueeze(0)  # [N, T, A]
+        return self.gain * y.unsqueeze(1) * a.unsqueeze(0)  # [N, T, A]
 
 
 class StepEmbed(nn.Module):
@@ -560,7 +568,8 @@ class CRVAE(nn.Module):
         self.decoder_rnn = DecoderRNN(spec)
         self.decoder = Decoder(spec)
         if spec.conditional:
-            self.attention = Attention(spec.steps, spec.attr_dim, spec.attention)
+            self.attention = Attention(spec.steps, spec.attr_dim, spec.attention,
+                                       spec.attention_gain)
         if spec.conditional and spec.latent_type != "cgan":
             self.prior = ConditionalPrior(spec)
 

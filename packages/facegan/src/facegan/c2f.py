@@ -64,7 +64,7 @@ class C2FConfig:
     G_adam_lr: float = -1.0  # noqa: N815
     batchSize: int = 32  # noqa: N815
     N_epoch: int = 1000  # noqa: N815
-    epochs: int = 3  # new: the original looped forever
+    epochs: int = 10  # new: the original looped forever
     G_L1: float = 0.0  # noqa: N815
     G_L2: float = 0.0  # noqa: N815
     D_L1: float = 1e-7  # noqa: N815

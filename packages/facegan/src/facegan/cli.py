@@ -158,7 +158,7 @@ def dataset(path: str | None, out: str, workers: int, seed: int) -> None:
 @click.command(context_settings=CONTEXT)
 @click.option("--scale", default=32, show_default=True, type=int,
               help="Image height/width: 16 or 32 (models.lua's two sizes).")
-@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1),
+@click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1),
               help="Epochs of --N_epoch images (new: the original looped forever).")
 @click.option("--saveFreq", "saveFreq", default=5, show_default=True,
               type=click.IntRange(min=1),
@@ -178,7 +178,8 @@ def dataset(path: str | None, out: str, workers: int, seed: int) -> None:
 @click.option("--init", type=click.Choice(["default", "eyescream"]), default="default",
               show_default=True,
               help="default: PyTorch's layer init; eyescream: the original N(0, 0.005) on "
-                   "top-level modules only (also zeroes BatchNorm gains; trains worse).")
+                   "top-level modules only, which also sets G's BatchNorm gains and PReLU "
+                   "slopes to ~0 (G starts as a flat grey image).")
 @_retired("--weightsVisFreq", "there is no live display")
 def train(**flags) -> None:
     """Train the face G/D pair (train.lua) on LFW faces at 16 or 32 px.
@@ -193,10 +194,12 @@ def train(**flags) -> None:
       facegan-train --scale 32 --dataset data/facegan/out_aug_64x64 --color
       facegan-train --scale 16 --resume --epochs 40
 
-    On an idle 2-core CPU the default --epochs 20 take about 20 min at --scale 16
-    (~1 iteration/s) and about 4x longer at --scale 32.  Each run writes
-    <save>/<NNNNN>-train-<scale>px-<gray|color>/ with config.json, stats.jsonl, reals.png,
-    fakes_eNNNN.png, best.png/worst.png (by D) and checkpoints/.
+    CPU budget: at --scale 16 an iteration takes 1.3-2 s on a 2-core CPU (0.5-0.8 it/s), so
+    the default --epochs 50 (3,100 iterations) take about 1-1.5 h; on the embedded faces the
+    samples became recognisable faces around epoch 35-40.  --scale 32 is ~3.5x slower per
+    iteration; --width 0.25 is ~6x faster (and also made faces after ~40 epochs).  Each run
+    writes <save>/<NNNNN>-train-<scale>px-<gray|color>/ with config.json, stats.jsonl,
+    reals.png, fakes_eNNNN.png, best.png/worst.png (by D) and checkpoints/.
     """
     from .train import TrainConfig
     from .train import train as run_train
@@ -210,7 +213,7 @@ def train(**flags) -> None:
               help="Size the images are shrunk to (8, 16 or 32).")
 @click.option("--fineSize", "fineSize", default=32, show_default=True, type=int,
               help="Size they are upsampled to and refined at (16, 32 or 64).")
-@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1),
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1),
               help="Epochs of --N_epoch images (new: the original looped forever).")
 @click.option("--saveFreq", "saveFreq", default=1, show_default=True,
               type=click.IntRange(min=1), help="Checkpoint and grid every N epochs.")
@@ -232,8 +235,9 @@ def c2f(**flags) -> None:
       facegan-c2f                                  # 16 -> 32 px
       facegan-c2f --coarseSize 16 --fineSize 32 --epochs 10 --resume
 
-    On an idle 2-core CPU one epoch (~62 iterations of the 1.1 M-parameter 32 px G) takes
-    about 6 min, so the default 3 epochs take about 20 min.  Writes
+    CPU budget: an iteration of the full-size pair (a 1.1 M-parameter G run at 32 px) takes
+    4-6 s on a 2-core CPU, so the default 10 epochs (620 iterations) take about 45-60 min.
+    Writes
     <save>/<NNNNN>-c2f-16to32-<gray|color>/ with c2f_eNNNN.png (rows: coarse, truth, refined,
     true residual, G's residual), stats.jsonl and checkpoints/.
     """

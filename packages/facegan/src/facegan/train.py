@@ -74,7 +74,7 @@ class TrainConfig:
     network: str = ""
     noplot: bool = False
     N_epoch: int = 1000  # noqa: N815 -- images per epoch, -1 = all
-    epochs: int = 20  # new: the original looped forever
+    epochs: int = 50  # new: the original looped forever
     G_SGD_lr: float = 0.02  # noqa: N815
     G_SGD_momentum: float = 0.0  # noqa: N815
     D_SGD_lr: float = 0.02  # noqa: N815
