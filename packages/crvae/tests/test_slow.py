@@ -16,7 +16,7 @@ from ganlab_common.metrics import classify_digits, load_digit_classifier
 
 @pytest.mark.slow
 def test_conv_vae_learns_mnist(tmp_path):
-    run = train(Config(dataset="mnist", latentType="conv", baseChannels=8, nEpochs=3, LR=1e-3,
+    run = train(Config(dataset="mnist", latentType="conv", baseChannels=8, nEpochs=8, LR=1e-3,
                        alpha=1e-3, nTest=200, nSampleFinal=20, save=str(tmp_path),
                        device="cpu"))
     rows = [json.loads(r) for r in (run / "stats.jsonl").read_text().splitlines()]
