@@ -5,6 +5,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from attngan.backbones import build_backbone
 from attngan.cli import evaluate, pretrain_damsm, sample, serve, train
 
 
@@ -23,6 +24,10 @@ def test_end_to_end_runs_write_their_files(trained):
     assert damsm.name == "00000-damsm" and gan.name == "00001-attngan"
     assert (damsm / "damsm.pt").is_file() and (damsm / "attention000002.png").is_file()
     assert {"w_loss0", "w_loss1", "s_loss0", "s_loss1"} <= set(_stats(damsm)[0])
+    # The random tiny backbone was trained with the projections and saved with them.
+    saved = torch.load(damsm / "damsm.pt", weights_only=False)["image_encoder"]
+    init = build_backbone("tiny").state_dict()["local.0.weight"]
+    assert not torch.equal(saved["backbone.local.0.weight"], init)
     for name in ("netG.pt", "fakes000000.png", "fakes000002.png", "attention000002.png"):
         assert (gan / name).is_file(), name
     rows = _stats(gan)
@@ -107,6 +112,10 @@ def test_bad_inputs_are_one_line_errors(cub_dir, tmp_path, cli_args, trained):
     torch.save(damsm, broken)
     gan = [*cli_args("gan", cub_dir, tmp_path / "g"), "--NET_E", str(broken)]
     assert "vocabulary" in _error(runner.invoke(train, gan))
+    good = str(trained / "00000-damsm" / "damsm.pt")
+    gan = [*cli_args("gan", cub_dir, tmp_path / "g"), "--NET_E", good]
+    gan += ["--set", "GANLAB.DIGIT_NEGATIVES=2"]
+    assert "GANLAB.DIGIT_NEGATIVES" in _error(runner.invoke(train, gan))  # birds: no digits
     assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())
     msg = _error(runner.invoke(sample, ["--netG", str(tmp_path / "missing.pt"), "--caption", "a"]))
     assert "--netG" in msg
@@ -120,9 +129,10 @@ def test_embedded_digit_scenes_need_no_data(tmp_path, tiny_damsm, tiny_gan):
     sets = [a for v in tiny_damsm for a in ("--set", v)]
     result = runner.invoke(pretrain_damsm, [*common, *sets])
     assert result.exit_code == 0, result.output
-    sets = [a for v in tiny_gan for a in ("--set", v)]
+    sets = [a for v in [*tiny_gan, "GANLAB.DIGIT_NEGATIVES=2"] for a in ("--set", v)]
     result = runner.invoke(train, [*common, *sets])
     assert result.exit_code == 0, result.output
+    assert "h_loss" in _stats(tmp_path / "00001-attngan")[0]  # the digit-swapped negatives
     result = runner.invoke(sample, ["--outdir", str(tmp_path), "--caption", "a red seven",
                                     "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output

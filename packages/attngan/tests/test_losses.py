@@ -6,9 +6,11 @@ import torch
 from attngan.config import load_config
 from attngan.damsm import build_encoders, to_device
 from attngan.data import TextImageDataset, build_vocabulary, load_records
+from attngan.digits import NAMES, digit_word_tables, swap_digits
 from attngan.evaluate import r_precision
 from attngan.losses import (
     func_attention,
+    hard_negative_loss,
     kl_loss,
     sent_loss,
     sentence_scores,
@@ -65,7 +67,7 @@ def test_damsm_learns_to_match_on_the_fixture(cub_dir, tiny_damsm):
     enc = build_encoders(cfg, vocab)
     batch = to_device(torch.utils.data.default_collate([data[i] for i in range(8)]), "cpu")
     params = [p for m in (enc.text, enc.image) for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=0.01, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(params, lr=0.002, betas=(0.5, 0.999))  # the tiny CNN trains too
     enc.text.eval()  # no dropout: a deterministic check
 
     def scores():
@@ -121,3 +123,26 @@ def test_r_precision_on_hand_built_cases():
     assert mean == 1.0
     with pytest.raises(Exception, match="other classes"):
         r_precision(twins[:150], twins[:150], classes[:150], folds=1)
+
+
+def test_swap_digits_names_other_digits_and_keeps_the_rest():
+    words = ["<end>", "a", "red", "and", *NAMES, *(str(d) for d in range(10))]
+    tables = digit_word_tables(words)
+    seven, two = words.index("seven"), words.index("2")
+    caps = torch.tensor([[1, 2, seven, 0], [two, 3, words.index("nine"), 0]])
+    out = swap_digits(caps, tables, 5, torch.Generator().manual_seed(0))  # [2, 5, 4]
+    assert out.shape == (2, 5, 4)
+    assert (out[:, :, [0, 1, 3]][0] == caps[0, [0, 1, 3]]).all()  # non-digit tokens kept
+    assert (out[0, :, 2] != seven).all() and tables[0][out[0, :, 2]].ge(0).all()
+    assert tables[1][out[0, :, 2]].eq(0).all()  # a name stays a name
+    assert tables[1][out[1, :, 0]].eq(1).all() and (out[1, :, 0] != two).all()
+    assert (out[1, :, 1] == 3).all()
+
+
+def test_hard_negative_loss_prefers_the_true_caption():
+    code = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    neg = torch.tensor([[[0.0, 1.0]], [[1.0, 0.0]]])  # [B, K=1, E]
+    good = hard_negative_loss(code, code, neg, 10.0)
+    bad = hard_negative_loss(code, neg[:, 0], code[:, None], 10.0)
+    assert good.item() == pytest.approx(math.log(1 + math.exp(-10)), rel=1e-3)
+    assert bad.item() == pytest.approx(10 + math.log(1 + math.exp(-10)), rel=1e-4)

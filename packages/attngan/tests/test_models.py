@@ -31,9 +31,30 @@ def test_cnn_encoder_projects_regions_and_code_and_saves_only_projections():
     enc = CNN_ENCODER(32, build_backbone("tiny"))
     regions, code = enc(torch.rand(3, 3, 40, 40) * 2 - 1)
     assert regions.shape == (3, 32, 8, 8) and code.shape == (3, 32)
-    assert set(enc.projection_state()) == {"emb_features.weight", "emb_cnn_code.weight",
-                                           "emb_cnn_code.bias"}  # fmt: skip
-    assert all(not p.requires_grad for p in enc.backbone.parameters())
+    frozen = CNN_ENCODER(32, build_backbone("tiny"))
+    frozen.train_backbone = False  # what an Inception backbone does
+    assert set(frozen.projection_state()) == {"emb_features.weight", "emb_cnn_code.weight",
+                                              "emb_cnn_code.bias"}  # fmt: skip
+
+
+def test_tiny_backbone_is_trained_by_damsm_and_saved_with_the_projections():
+    """The random tiny CNN is trainable (a deviation for the stand-in only) and round-trips."""
+    enc = CNN_ENCODER(32, build_backbone("tiny"))
+    assert all(p.requires_grad for p in enc.backbone.parameters())
+    state = enc.projection_state()
+    assert any(k.startswith("backbone.") for k in state)
+    with torch.no_grad():
+        for p in enc.backbone.parameters():
+            p.add_(1.0)
+    other = CNN_ENCODER(32, build_backbone("tiny"))
+    other.load_projection_state(enc.projection_state())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    torch.testing.assert_close(other(x), enc(x))
+    legacy = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+    fresh = CNN_ENCODER(32, build_backbone("tiny"))
+    fresh.load_projection_state(legacy)  # an old file: the fixed-seed init stays
+    init = build_backbone("tiny").local[0].weight
+    torch.testing.assert_close(fresh.backbone.local[0].weight, init)
 
 
 @pytest.mark.parametrize("dcgan", [False, True])

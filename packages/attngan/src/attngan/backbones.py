@@ -12,7 +12,10 @@ Every backbone maps ``[B, 3, input_size, input_size]`` in [-1, 1] to
 * ``torchvision``: ``torchvision.models.inception_v3`` with a user-given state_dict
   (``--inception_weights``): the original's encoder exactly.  Without weights it is random.
 * ``random``: torchvision's Inception-v3 with a fixed-seed random init (announced once, loudly).
-* ``tiny``: a 4-layer random CNN on 64 px inputs, for tests only.
+* ``tiny``: a 4-layer CNN on 64 px inputs, for tests and the CPU digit runs.  It starts
+  random, so freezing it would be meaningless: it is the one backbone that DAMSM pretraining
+  trains end to end (``trainable = True``; a deviation from the paper, whose Inception stays
+  frozen), and its weights are saved with the projections.  The GAN keeps it frozen.
 
 Random backbones are initialised from a fixed seed, independent of the global RNG, so the
 DAMSM pretraining run and the GAN run see the same frozen features.
@@ -114,9 +117,10 @@ class TorchvisionInceptionBackbone(nn.Module):
 
 
 class TinyBackbone(nn.Module):
-    """A random 4-conv CNN: ``[B, 3, 64, 64] -> ([B, 64, 8, 8], [B, 128])`` (tests only)."""
+    """A 4-conv CNN: ``[B, 3, 64, 64] -> ([B, 64, 8, 8], [B, 128])``, trained by DAMSM."""
 
     input_size = 64
+    trainable = True
     local_dim = 64
     global_dim = 128
 
@@ -160,7 +164,10 @@ def _warn_random(kind: str) -> None:
 
 
 def build_backbone(kind: str, weights: str = "", quiet: bool = False) -> nn.Module:
-    """The frozen backbone named ``kind`` (see the module docstring), in eval mode."""
+    """The backbone named ``kind`` (see the module docstring), frozen, in eval mode.
+
+    :class:`~attngan.models.CNN_ENCODER` unfreezes a backbone whose ``trainable`` is True.
+    """
     if kind not in BACKBONES:
         raise UserError(f"GANLAB.IMAGE_ENCODER: expected one of {', '.join(BACKBONES)}, got {kind}")
     if kind == "auto":

@@ -65,7 +65,7 @@ def _config_options(default_cfg: str):
                 "--image_encoder",
                 type=click.Choice(["auto", "fid", "torchvision", "random", "tiny"]),
                 default=None,
-                help="GANLAB.IMAGE_ENCODER (frozen Inception backbone).",
+                help="GANLAB.IMAGE_ENCODER (Inception: frozen; tiny: trained by DAMSM).",
             ),
             click.option(
                 "--inception_weights",

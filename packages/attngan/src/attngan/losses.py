@@ -164,10 +164,12 @@ def generator_loss(
     cap_lens: torch.Tensor,
     class_ids: torch.Tensor | None,
     smooth: dict,
+    hard_negatives: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Adversarial terms of every stage, plus LAMBDA * DAMSM (word + sentence) on the last.
 
     ``fake_imgs`` are aligned with ``nets_d`` from the end (with B_DCGAN there is one D).
+    ``hard_negatives [B, K, E]`` (sentence codes) add ``LAMBDA * hard_negative_loss``.
     Returns ``(total, {name: value})``.
     """
     total = sent_emb.new_zeros(())
@@ -189,7 +191,26 @@ def generator_loss(
     s0, s1 = sent_loss(cnn_code, sent_emb.float(), match_labels, class_ids, g3)
     w_loss, s_loss = (w0 + w1) * lam, (s0 + s1) * lam
     logs["w_loss"], logs["s_loss"] = w_loss.item(), s_loss.item()
-    return total + w_loss + s_loss, logs
+    total = total + w_loss + s_loss
+    if hard_negatives is not None:
+        h_loss = hard_negative_loss(cnn_code, sent_emb.float(), hard_negatives.float(), g3) * lam
+        logs["h_loss"] = h_loss.item()
+        total = total + h_loss
+    return total, logs
+
+
+def hard_negative_loss(
+    cnn_code: torch.Tensor, sent_emb: torch.Tensor, negatives: torch.Tensor, gamma3: float
+) -> torch.Tensor:
+    """Cross-entropy of the true caption against its own hard negatives (``gamma3 * cos``).
+
+    ``cnn_code [B, E]``, ``sent_emb [B, E]``, ``negatives [B, K, E]`` -> a scalar.
+    """
+    code = F.normalize(cnn_code, dim=1)
+    pos = (code * F.normalize(sent_emb, dim=1)).sum(1, keepdim=True)  # [B, 1]
+    neg = torch.einsum("be,bke->bk", code, F.normalize(negatives, dim=2))  # [B, K]
+    logits = torch.cat([pos, neg], dim=1) * gamma3  # [B, 1 + K]
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.int64, device=code.device))
 
 
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -134,24 +134,26 @@ class RNN_ENCODER(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Image encoder: a frozen backbone and two trained projections
+# Image encoder: a backbone (frozen, except tiny) and two trained projections
 
 
 class CNN_ENCODER(nn.Module):
-    """Frozen backbone -> ``conv1x1`` on local features and ``Linear`` on the global one.
+    """Backbone -> ``conv1x1`` on local features and ``Linear`` on the global one.
 
     ``forward(images [B, 3, H, W] in [-1, 1]) -> (regions [B, E, h, w], code [B, E])``;
     with the Inception backbones ``h = w = 17`` (Mixed_6e) and the global feature is the
-    2048-d pool of Mixed_7c.  Only ``emb_features`` and ``emb_cnn_code`` are trained and
-    saved (:meth:`projection_state`).
+    2048-d pool of Mixed_7c.  The Inception backbones are frozen: only ``emb_features`` and
+    ``emb_cnn_code`` are trained and saved (:meth:`projection_state`).  A ``trainable``
+    backbone (the random ``tiny`` CNN) is trained with them and saved with them.
     """
 
     def __init__(self, nef: int, backbone: nn.Module):
         super().__init__()
         self.nef = nef
         self.backbone = backbone
+        self.train_backbone = bool(getattr(backbone, "trainable", False))
         for p in self.backbone.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(self.train_backbone)
         self.emb_features = conv1x1(backbone.local_dim, nef)
         self.emb_cnn_code = nn.Linear(backbone.global_dim, nef)
         nn.init.uniform_(self.emb_features.weight, -0.1, 0.1)
@@ -159,7 +161,7 @@ class CNN_ENCODER(nn.Module):
 
     def train(self, mode: bool = True) -> CNN_ENCODER:
         super().train(mode)
-        self.backbone.eval()  # frozen: fixed BN statistics (the original left them in train())
+        self.backbone.eval()  # fixed BN statistics (the original left them in train())
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,10 +171,19 @@ class CNN_ENCODER(nn.Module):
         return self.emb_features(local), self.emb_cnn_code(pooled)
 
     def projection_state(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+        """The projections, plus the backbone when it is trained (``backbone.*``)."""
+        return {
+            k: v
+            for k, v in self.state_dict().items()
+            if self.train_backbone or not k.startswith("backbone.")
+        }
 
     def load_projection_state(self, state: dict[str, torch.Tensor]) -> None:
-        state = {k: v for k, v in state.items() if k.startswith(("emb_features", "emb_cnn_code"))}
+        """Loads :meth:`projection_state`; a trainable backbone's entries are optional
+        (files written before it was trained hold none: it keeps its fixed-seed init)."""
+        prefixes = ("emb_features", "emb_cnn_code")
+        prefixes += ("backbone.",) if self.train_backbone else ()
+        state = {k: v for k, v in state.items() if k.startswith(prefixes)}
         missing, _ = self.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("backbone.")]
         if missing:

@@ -5,6 +5,8 @@ Per iteration, with the DAMSM encoders frozen:
 1. words, sentence = text_encoder(caption); fakes, _, mu, logvar = G(z, sentence, words, mask)
 2. for each stage i: update D_i with the matching-aware loss (real, fake, wrong caption)
 3. update G: adversarial terms of every stage + LAMBDA * DAMSM(last stage) + KL(mu, logvar)
+   (+ LAMBDA * the digit-swapped hard-negative term with ``GANLAB.DIGIT_NEGATIVES``; not
+   in the paper, digit scenes only)
 4. G's parameters are averaged (EMA 0.999); the average is what is sampled and exported.
 
 Outputs in ``<outdir>/NNNNN-attngan/``: ``stats.jsonl``, ``fakes{it}.png`` (fixed noise and
@@ -34,6 +36,7 @@ from ganlab_common.runs import Run, seed_everything
 
 from .damsm import Encoders, batches, find_damsm, load_damsm, to_device
 from .data import TextImageDataset, load_records
+from .digits import digit_word_tables, swap_digits
 from .losses import discriminator_loss, generator_loss, kl_loss
 from .models import attention_mask, build_discriminators, build_generator, stage_sizes
 from .viz import attention_figure, attention_sheet, captioned_grid
@@ -79,6 +82,26 @@ def encode_text(enc: Encoders, captions: torch.Tensor, cap_lens: torch.Tensor):
     """``(words [B, E, T], sentence [B, E], mask [B, T])`` from the frozen text encoder."""
     words, sent = enc.text(captions, cap_lens)
     return words, sent, attention_mask(captions, words.size(2))
+
+
+def _swap_tables(cfg: dict, enc: Encoders) -> tuple | None:
+    """Digit-word tables for ``GANLAB.DIGIT_NEGATIVES`` (None when it is 0)."""
+    if cfg["GANLAB"]["DIGIT_NEGATIVES"] <= 0:
+        return None
+    tables = digit_word_tables(list(enc.vocab.words))
+    if int((tables[0] >= 0).sum()) < 2:
+        raise UserError("GANLAB.DIGIT_NEGATIVES: the vocabulary has no digit words to swap")
+    return tables
+
+
+@torch.no_grad()
+def _hard_negatives(enc: Encoders, batch: dict, tables: tuple, k: int, rng) -> torch.Tensor:
+    """Sentence codes ``[B, k, E]`` of digit-swapped copies of the batch's captions."""
+    swapped = swap_digits(batch["caption"], tables, k, rng)  # [B, k, T]
+    b, _, length = swapped.shape
+    lens = batch["cap_len"].repeat_interleave(k)
+    sent = enc.text(swapped.reshape(b * k, length), lens)[1]  # [B * k, E]
+    return sent.view(b, k, -1)
 
 
 def _fixed_inputs(dataset: TextImageDataset, n: int, cfg: dict, seed: int, device) -> dict:
@@ -136,6 +159,8 @@ def train_attngan(
     enc = load_damsm(net_e or find_damsm(outdir), cfg, ctx.device, data_dir, quiet=not ctx.is_main)
     cfg = {**cfg, "RNN_TYPE": enc.config["RNN_TYPE"], "GANLAB": enc.config["GANLAB"]}
     t, g = cfg["TRAIN"], cfg["GANLAB"]
+    swap_tables = _swap_tables(cfg, enc)  # before the run directory: errors write nothing
+    swap_rng = torch.Generator().manual_seed(seed + 7)  # state saved with the checkpoints
     records = load_records(cfg, data_dir, "train")
     dataset = TextImageDataset(
         records, enc.vocab, stage_sizes(cfg), cfg["TEXT"]["WORDS_NUM"], True, seed, g["AUGMENT"]
@@ -168,6 +193,8 @@ def train_attngan(
         load_state_dicts(modules, state, str(run.checkpoints.latest()))
         avg_params = [a.to(ctx.device) for a in state["avg_param_G"]]
         dataset.rng.setstate(state["caption_rng"])
+        if "swap_rng" in state:
+            swap_rng.set_state(state["swap_rng"])
         start = state["step"]
         run.truncate_stats(start)
 
@@ -178,6 +205,7 @@ def train_attngan(
         payload.update(
             avg_param_G=[a.cpu() for a in avg_params],
             caption_rng=dataset.rng.getstate(),
+            swap_rng=swap_rng.get_state(),
             config=cfg,
             vocab=list(enc.vocab.words),
             text_encoder=enc.text.state_dict(),
@@ -212,10 +240,13 @@ def train_attngan(
             logs[f"d_loss{i}"] = err_d.item()
         # (2) update G: adversarial + LAMBDA * DAMSM + KL
         labels = torch.arange(words.size(0), device=ctx.device)
+        negatives = None
+        if swap_tables is not None:
+            negatives = _hard_negatives(enc, batch, swap_tables, g["DIGIT_NEGATIVES"], swap_rng)
         with autocast(ctx, g["AMP"]):
             err_g, g_logs = generator_loss(
                 nets_d, enc.image, fakes, words, sent, labels,
-                batch["cap_len"], batch["class_id"], t["SMOOTH"],
+                batch["cap_len"], batch["class_id"], t["SMOOTH"], negatives,
             )  # fmt: skip
             kl = kl_loss(mu.float(), logvar.float())
         opt_g.zero_grad(set_to_none=True)
