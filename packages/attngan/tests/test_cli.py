@@ -103,6 +103,9 @@ def test_bad_inputs_are_one_line_errors(cub_dir, tmp_path, cli_args, trained):
     bad = [*args]
     bad[bad.index("--data_dir") + 1] = str(empty)
     assert "text/" in _error(runner.invoke(pretrain_damsm, bad))
+    birds = cli_args("damsm", cub_dir, tmp_path / "dn") + ["--set", "GANLAB.DIGIT_NEGATIVES=2"]
+    assert "GANLAB.DIGIT_NEGATIVES" in _error(runner.invoke(pretrain_damsm, birds))
+    assert not (tmp_path / "dn").exists() or not any((tmp_path / "dn").iterdir())
     msg = _error(runner.invoke(sample, ["--outdir", str(trained), "--caption", "zebra qwerty"]))
     assert "no word is in the vocabulary" in msg and "qwerty" in msg
     # A DAMSM file whose vocabulary does not match its text encoder.
@@ -126,9 +129,10 @@ def test_embedded_digit_scenes_need_no_data(tmp_path, tiny_damsm, tiny_gan):
     runner = CliRunner()
     common = ["--outdir", str(tmp_path), "--device", "cpu", "--max_iters", "1",
               "--set", "GANLAB.DIGIT_SCENES=64"]  # fmt: skip
-    sets = [a for v in tiny_damsm for a in ("--set", v)]
+    sets = [a for v in [*tiny_damsm, "GANLAB.DIGIT_NEGATIVES=2"] for a in ("--set", v)]
     result = runner.invoke(pretrain_damsm, [*common, *sets])
     assert result.exit_code == 0, result.output
+    assert "h_loss" in _stats(tmp_path / "00000-damsm")[0]  # digit-swapped DAMSM negatives
     sets = [a for v in [*tiny_gan, "GANLAB.DIGIT_NEGATIVES=2"] for a in ("--set", v)]
     result = runner.invoke(train, [*common, *sets])
     assert result.exit_code == 0, result.output

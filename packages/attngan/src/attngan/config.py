@@ -81,8 +81,9 @@ DEFAULTS: dict[str, Any] = {
         "AUGMENT": True,  # the original's random crop (from 76/64 of the size) and h-flip
         "DIGIT_SCENES": 0,  # > 0: use only the first N embedded digit scenes per split
         # > 0: per caption, N digit-swapped copies ("a red seven" -> "a red two") as hard
-        # negatives of an extra LAMBDA-weighted DAMSM sentence term in G's loss (digit
-        # scenes only; the in-batch negatives rarely differ only by digit).
+        # negatives of an extra sentence term: in DAMSM pretraining (h_loss) and, LAMBDA-
+        # weighted, in G's loss (digit scenes only; the in-batch negatives rarely differ
+        # only by digit). Not in the paper.
         "DIGIT_NEGATIVES": 0,
     },
 }

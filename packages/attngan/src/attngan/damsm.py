@@ -39,7 +39,8 @@ from ganlab_common.runs import Run, find_run_dir, seed_everything
 from .backbones import build_backbone
 from .config import with_defaults
 from .data import TextImageDataset, build_vocabulary, load_records, sort_batch
-from .losses import sent_loss, words_loss
+from .digits import digit_word_tables, swap_digits
+from .losses import hard_negative_loss, sent_loss, words_loss
 from .models import CNN_ENCODER, RNN_ENCODER, stage_sizes
 from .text import Vocabulary, load_captions_pickle
 from .viz import attention_figure, attention_sheet
@@ -201,7 +202,9 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return out
 
 
-def _damsm_losses(enc: Encoders, text: nn.Module, image: nn.Module, batch: dict, smooth: dict):
+def _damsm_losses(enc: Encoders, text: nn.Module, image: nn.Module, batch: dict, smooth: dict,
+                  hard: tuple | None = None):
+    """The four DAMSM terms (+ ``h_loss`` when ``hard = (tables, k, generator)``)."""
     regions, code = image(batch["images"][-1])  # [B, E, 17, 17], [B, E]
     words, sent = text(batch["caption"], batch["cap_len"])  # [B, E, T], [B, E]
     labels = torch.arange(code.size(0), device=code.device)
@@ -210,7 +213,15 @@ def _damsm_losses(enc: Encoders, text: nn.Module, image: nn.Module, batch: dict,
         regions.float(), words.float(), labels, batch["cap_len"], batch["class_id"], g1, g2, g3
     )
     s0, s1 = sent_loss(code.float(), sent.float(), labels, batch["class_id"], g3)
-    return {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}, maps
+    losses = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}
+    if hard is not None:
+        tables, k, generator = hard
+        swapped = swap_digits(batch["caption"], tables, k, generator)  # [B, k, T]
+        b, _, length = swapped.shape
+        negatives = text(swapped.reshape(b * k, length), batch["cap_len"].repeat_interleave(k))[1]
+        losses["h_loss"] = hard_negative_loss(code.float(), sent.float(),
+                                              negatives.float().view(b, k, -1), g3)
+    return losses, maps
 
 
 def _save_attention(run: Run, name: str, batch: dict, maps: list, vocab: Vocabulary) -> None:
@@ -274,6 +285,11 @@ def pretrain_damsm(
     g, t = cfg["GANLAB"], cfg["TRAIN"]
     per_epoch = len(loader)
     total = g["MAX_ITERS"] if g["MAX_ITERS"] > 0 else t["MAX_EPOCH"] * per_epoch
+    tables = None
+    if g["DIGIT_NEGATIVES"] > 0:  # not in the paper: digit-swapped captions as negatives
+        tables = digit_word_tables(list(vocab.words))
+        if int((tables[0] >= 0).sum()) < 2:
+            raise UserError("GANLAB.DIGIT_NEGATIVES: the vocabulary has no digit words to swap")
     config = {"cfg": cfg, "data_dir": data_dir, "seed": seed, "vocab_size": len(vocab)}
     run = Run.start(outdir, DAMSM_RUN, config, resume=resume)
 
@@ -298,6 +314,10 @@ def pretrain_damsm(
             run.checkpoints.save(step, payload)
             atomic_save(damsm_state(enc), run.dir / "damsm.pt")
 
+    hard = None
+    if tables is not None:
+        hard = (tables, g["DIGIT_NEGATIVES"], torch.Generator().manual_seed(seed + 7 + start))
+
     bar = run.progress(total, initial=start, desc="damsm")
     step = start
     enc.text.train()
@@ -309,7 +329,7 @@ def pretrain_damsm(
             optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
         batch = to_device(batch, ctx.device)
         with autocast(ctx, g["AMP"]):
-            losses, maps = _damsm_losses(enc, text, image, batch, t["SMOOTH"])
+            losses, maps = _damsm_losses(enc, text, image, batch, t["SMOOTH"], hard)
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
