@@ -133,7 +133,8 @@ def test_embedded_digit_scenes_need_no_data(tmp_path, tiny_damsm, tiny_gan):
     result = runner.invoke(pretrain_damsm, [*common, *sets])
     assert result.exit_code == 0, result.output
     assert "h_loss" in _stats(tmp_path / "00000-damsm")[0]  # digit-swapped DAMSM negatives
-    sets = [a for v in [*tiny_gan, "GANLAB.DIGIT_NEGATIVES=2"] for a in ("--set", v)]
+    sets = [a for v in [*tiny_gan, "GANLAB.DIGIT_NEGATIVES=2", "GANLAB.DIGIT_NEGATIVES_D=true"]
+            for a in ("--set", v)]
     result = runner.invoke(train, [*common, *sets])
     assert result.exit_code == 0, result.output
     assert "h_loss" in _stats(tmp_path / "00001-attngan")[0]  # the digit-swapped negatives

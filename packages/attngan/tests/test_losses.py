@@ -146,3 +146,35 @@ def test_hard_negative_loss_prefers_the_true_caption():
     bad = hard_negative_loss(code, neg[:, 0], code[:, None], 10.0)
     assert good.item() == pytest.approx(math.log(1 + math.exp(-10)), rel=1e-3)
     assert bad.item() == pytest.approx(10 + math.log(1 + math.exp(-10)), rel=1e-4)
+
+
+class _DotD(torch.nn.Module):
+    """A stand-in D: features = images flattened; cond logit = <features, c>; no uncond head."""
+
+    UNCOND_DNET = None
+
+    def forward(self, x):
+        return x.flatten(1)
+
+    def COND_DNET(self, features, c):  # noqa: N802 -- the original's attribute name
+        return (features * c).sum(1)
+
+
+def test_discriminator_loss_with_hard_wrong_pairs():
+    from attngan.losses import discriminator_loss
+
+    torch.manual_seed(0)
+    real, fake, cond, hard = (torch.randn(4, 3) for _ in range(4))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def term(f, c, target):
+        logits = (f * c).sum(1)
+        return bce(logits, torch.full_like(logits, target))
+
+    wrong = term(real[:3], cond[1:], 0.0)
+    plain = term(real, cond, 1.0) + (term(fake, cond, 0.0) + wrong) / 2
+    with_hard = term(real, cond, 1.0) + (term(fake, cond, 0.0)
+                                         + (wrong + term(real, hard, 0.0)) / 2) / 2
+    d = _DotD()
+    torch.testing.assert_close(discriminator_loss(d, real, fake, cond), plain)
+    torch.testing.assert_close(discriminator_loss(d, real, fake, cond, hard), with_hard)

@@ -85,6 +85,9 @@ DEFAULTS: dict[str, Any] = {
         # weighted, in G's loss (digit scenes only; the in-batch negatives rarely differ
         # only by digit). Not in the paper.
         "DIGIT_NEGATIVES": 0,
+        # with DIGIT_NEGATIVES: also give each conditional D the first digit-swapped copy
+        # of every caption as a wrong pair (real image, wrong digit word) -> fake.
+        "DIGIT_NEGATIVES_D": False,
     },
 }
 

@@ -134,12 +134,15 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
 
 
 def discriminator_loss(
-    net_d: nn.Module, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor
+    net_d: nn.Module, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor,
+    hard_conditions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Matching-aware D loss: real/fake unconditional + real, fake and wrong-caption pairs.
 
     ``(uncond(real) + cond(real)) / 2 + (uncond(fake) + cond(fake) + cond(real[:-1], c[1:])) / 3``
     (without the unconditional head: ``cond(real) + (cond(fake) + wrong) / 2``).
+    ``hard_conditions [B, E]`` (not in the paper: digit-swapped captions of the same images)
+    make the wrong term the mean of the shifted-batch and the hard wrong pairs.
     """
     real_features = net_d(real_imgs)  # [B, 8 ndf, 4, 4]
     fake_features = net_d(fake_imgs.detach())
@@ -147,6 +150,9 @@ def discriminator_loss(
     cond_fake = _bce(net_d.COND_DNET(fake_features, conditions), 0.0)
     b = real_features.size(0)
     cond_wrong = _bce(net_d.COND_DNET(real_features[: b - 1], conditions[1:b]), 0.0)
+    if hard_conditions is not None:
+        hard = _bce(net_d.COND_DNET(real_features, hard_conditions.to(conditions.dtype)), 0.0)
+        cond_wrong = (cond_wrong + hard) / 2.0
     if net_d.UNCOND_DNET is None:
         return cond_real + (cond_fake + cond_wrong) / 2.0
     real = _bce(net_d.UNCOND_DNET(real_features), 1.0)

@@ -231,18 +231,19 @@ def train_attngan(
         logs = {}
         reals = batch["images"][-len(nets_d) :]
         fakes_d = fakes[-len(nets_d) :]
+        negatives = None
+        if swap_tables is not None:  # [B, K, E]; negatives[:, 0] are D's hard wrong pairs
+            negatives = _hard_negatives(enc, batch, swap_tables, g["DIGIT_NEGATIVES"], swap_rng)
         for i, (net_d, opt_d) in enumerate(zip(nets_d, opts_d)):
+            hard = negatives[:, 0] if negatives is not None and g["DIGIT_NEGATIVES_D"] else None
             with autocast(ctx, g["AMP"]):
-                err_d = discriminator_loss(net_d, reals[i], fakes_d[i], sent)
+                err_d = discriminator_loss(net_d, reals[i], fakes_d[i], sent, hard)
             opt_d.zero_grad(set_to_none=True)
             err_d.backward()
             opt_d.step()
             logs[f"d_loss{i}"] = err_d.item()
         # (2) update G: adversarial + LAMBDA * DAMSM + KL
         labels = torch.arange(words.size(0), device=ctx.device)
-        negatives = None
-        if swap_tables is not None:
-            negatives = _hard_negatives(enc, batch, swap_tables, g["DIGIT_NEGATIVES"], swap_rng)
         with autocast(ctx, g["AMP"]):
             err_g, g_logs = generator_loss(
                 nets_d, enc.image, fakes, words, sent, labels,
