@@ -39,7 +39,7 @@ from ganlab_common.runs import Run, find_run_dir, seed_everything
 from .backbones import build_backbone
 from .config import with_defaults
 from .data import TextImageDataset, build_vocabulary, load_records, sort_batch
-from .digits import digit_word_tables, swap_digits
+from .digits import digit_negative_tables, swapped_sentences
 from .losses import hard_negative_loss, sent_loss, words_loss
 from .models import CNN_ENCODER, RNN_ENCODER, stage_sizes
 from .text import Vocabulary, load_captions_pickle
@@ -216,11 +216,9 @@ def _damsm_losses(enc: Encoders, text: nn.Module, image: nn.Module, batch: dict,
     losses = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1}
     if hard is not None:
         tables, k, generator = hard
-        swapped = swap_digits(batch["caption"], tables, k, generator)  # [B, k, T]
-        b, _, length = swapped.shape
-        negatives = text(swapped.reshape(b * k, length), batch["cap_len"].repeat_interleave(k))[1]
-        losses["h_loss"] = hard_negative_loss(code.float(), sent.float(),
-                                              negatives.float().view(b, k, -1), g3)
+        negatives = swapped_sentences(text, batch["caption"], batch["cap_len"], tables, k,
+                                      generator)  # [B, k, E]
+        losses["h_loss"] = hard_negative_loss(code.float(), sent.float(), negatives.float(), g3)
     return losses, maps
 
 
@@ -285,11 +283,8 @@ def pretrain_damsm(
     g, t = cfg["GANLAB"], cfg["TRAIN"]
     per_epoch = len(loader)
     total = g["MAX_ITERS"] if g["MAX_ITERS"] > 0 else t["MAX_EPOCH"] * per_epoch
-    tables = None
-    if g["DIGIT_NEGATIVES"] > 0:  # not in the paper: digit-swapped captions as negatives
-        tables = digit_word_tables(list(vocab.words))
-        if int((tables[0] >= 0).sum()) < 2:
-            raise UserError("GANLAB.DIGIT_NEGATIVES: the vocabulary has no digit words to swap")
+    # not in the paper: digit-swapped captions as negatives (before the run directory)
+    tables = digit_negative_tables(vocab.words, g["DIGIT_NEGATIVES"])
     config = {"cfg": cfg, "data_dir": data_dir, "seed": seed, "vocab_size": len(vocab)}
     run = Run.start(outdir, DAMSM_RUN, config, resume=resume)
 

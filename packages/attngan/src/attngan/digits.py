@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganlab_common.errors import UserError
+
 __all__ = [
     "COLOURS", "NAMES", "POSITIONS", "Scene", "digit_scene_records", "render_scene",
-    "digit_word_tables", "swap_digits",
+    "digit_word_tables", "swap_digits", "digit_negative_tables", "swapped_sentences",
 ]  # fmt: skip
 
 CANVAS = 64
@@ -268,3 +270,27 @@ def swap_digits(
     new = ids[form[captions][:, None, :].expand(-1, k, -1), (d + shift) % 10]  # [B, k, T]
     keep = (d < 0) | (new < 0)
     return torch.where(keep, captions[:, None, :], new)
+
+
+def digit_negative_tables(words: list[str], k: int) -> tuple | None:
+    """:func:`digit_word_tables` for ``GANLAB.DIGIT_NEGATIVES = k`` (None when ``k <= 0``).
+
+    Raises a one-line :class:`UserError` when the vocabulary has fewer than two digit words.
+    """
+    if k <= 0:
+        return None
+    tables = digit_word_tables(list(words))
+    if int((tables[0] >= 0).sum()) < 2:
+        raise UserError("GANLAB.DIGIT_NEGATIVES: the vocabulary has no digit words to swap")
+    return tables
+
+
+def swapped_sentences(
+    text, captions: torch.Tensor, cap_lens: torch.Tensor, tables: tuple, k: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sentence codes ``[B, k, E]`` from ``text`` of ``k`` digit-swapped copies of ``captions``."""
+    swapped = swap_digits(captions, tables, k, generator)  # [B, k, T]
+    b, _, length = swapped.shape
+    sent = text(swapped.reshape(b * k, length), cap_lens.repeat_interleave(k))[1]  # [B * k, E]
+    return sent.view(b, k, -1)

@@ -36,7 +36,7 @@ from ganlab_common.runs import Run, seed_everything
 
 from .damsm import Encoders, batches, find_damsm, load_damsm, to_device
 from .data import TextImageDataset, load_records
-from .digits import digit_word_tables, swap_digits
+from .digits import digit_negative_tables, swapped_sentences
 from .losses import discriminator_loss, generator_loss, kl_loss
 from .models import attention_mask, build_discriminators, build_generator, stage_sizes
 from .viz import attention_figure, attention_sheet, captioned_grid
@@ -82,26 +82,6 @@ def encode_text(enc: Encoders, captions: torch.Tensor, cap_lens: torch.Tensor):
     """``(words [B, E, T], sentence [B, E], mask [B, T])`` from the frozen text encoder."""
     words, sent = enc.text(captions, cap_lens)
     return words, sent, attention_mask(captions, words.size(2))
-
-
-def _swap_tables(cfg: dict, enc: Encoders) -> tuple | None:
-    """Digit-word tables for ``GANLAB.DIGIT_NEGATIVES`` (None when it is 0)."""
-    if cfg["GANLAB"]["DIGIT_NEGATIVES"] <= 0:
-        return None
-    tables = digit_word_tables(list(enc.vocab.words))
-    if int((tables[0] >= 0).sum()) < 2:
-        raise UserError("GANLAB.DIGIT_NEGATIVES: the vocabulary has no digit words to swap")
-    return tables
-
-
-@torch.no_grad()
-def _hard_negatives(enc: Encoders, batch: dict, tables: tuple, k: int, rng) -> torch.Tensor:
-    """Sentence codes ``[B, k, E]`` of digit-swapped copies of the batch's captions."""
-    swapped = swap_digits(batch["caption"], tables, k, rng)  # [B, k, T]
-    b, _, length = swapped.shape
-    lens = batch["cap_len"].repeat_interleave(k)
-    sent = enc.text(swapped.reshape(b * k, length), lens)[1]  # [B * k, E]
-    return sent.view(b, k, -1)
 
 
 def _fixed_inputs(dataset: TextImageDataset, n: int, cfg: dict, seed: int, device) -> dict:
@@ -159,7 +139,8 @@ def train_attngan(
     enc = load_damsm(net_e or find_damsm(outdir), cfg, ctx.device, data_dir, quiet=not ctx.is_main)
     cfg = {**cfg, "RNN_TYPE": enc.config["RNN_TYPE"], "GANLAB": enc.config["GANLAB"]}
     t, g = cfg["TRAIN"], cfg["GANLAB"]
-    swap_tables = _swap_tables(cfg, enc)  # before the run directory: errors write nothing
+    # before the run directory: errors write nothing
+    swap_tables = digit_negative_tables(enc.vocab.words, g["DIGIT_NEGATIVES"])
     swap_rng = torch.Generator().manual_seed(seed + 7)  # state saved with the checkpoints
     records = load_records(cfg, data_dir, "train")
     dataset = TextImageDataset(
@@ -231,11 +212,13 @@ def train_attngan(
         logs = {}
         reals = batch["images"][-len(nets_d) :]
         fakes_d = fakes[-len(nets_d) :]
-        negatives = None
+        negatives = hard = None
         if swap_tables is not None:  # [B, K, E]; negatives[:, 0] are D's hard wrong pairs
-            negatives = _hard_negatives(enc, batch, swap_tables, g["DIGIT_NEGATIVES"], swap_rng)
+            with torch.no_grad():
+                negatives = swapped_sentences(enc.text, batch["caption"], batch["cap_len"],
+                                              swap_tables, g["DIGIT_NEGATIVES"], swap_rng)
+            hard = negatives[:, 0] if g["DIGIT_NEGATIVES_D"] else None
         for i, (net_d, opt_d) in enumerate(zip(nets_d, opts_d)):
-            hard = negatives[:, 0] if negatives is not None and g["DIGIT_NEGATIVES_D"] else None
             with autocast(ctx, g["AMP"]):
                 err_d = discriminator_loss(net_d, reals[i], fakes_d[i], sent, hard)
             opt_d.zero_grad(set_to_none=True)
