@@ -21,8 +21,6 @@ from ganlab_common.checkpoint import load_checkpoint, load_state_dicts, state_di
 from ganlab_common.distributed import (
     DistContext,
     all_reduce_mean,
-    cleanup_distributed,
-    setup_distributed,
     unwrap,
     wrap_model,
 )
@@ -41,6 +39,7 @@ from .training import (
     make_optimizer,
     read_config,
     regularise_and_clamp,
+    run_in_context,
 )
 
 __all__ = ["C2FConfig", "coarse_of", "refine", "run_name", "train_c2f"]
@@ -166,14 +165,7 @@ def _source_and_channels(cfg: C2FConfig):
 # ---------------------------------------------------------------------------------------------
 def train_c2f(cfg: C2FConfig) -> Run:
     """Train the coarse-to-fine G/D pair; returns the Run."""
-    cfg = check_config(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ctx = setup_distributed(cfg.device)
-    try:
-        return _train(cfg, ctx)
-    finally:
-        cleanup_distributed()
+    return run_in_context(_train, check_config(cfg))
 
 
 def _train(cfg: C2FConfig, ctx: DistContext) -> Run:

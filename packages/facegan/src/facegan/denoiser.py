@@ -15,6 +15,7 @@ L1 loss, Adam); the original was hard-coded to a local lfwcrop_grey folder.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -119,6 +120,35 @@ def _resume(run: Run, cfg, objects: dict, device: torch.device) -> tuple[int, in
 
 
 # ---------------------------------------------------------------------------------------------
+def _build(cfg, make: Callable[[int], nn.Module], key: str, channels: int,
+           device: torch.device) -> nn.Module:
+    """``make(channels)``, with the weights of ``--network`` (entry ``key``) when given."""
+    model = make(channels)
+    if cfg.network:
+        state = load_checkpoint(cfg.network, flag="--network")
+        load_state_dicts({key: model}, state, source=f"--network '{cfg.network}'")
+    return model.to(device)
+
+
+def _train_val_split(cfg, size: int) -> tuple[list[int], list[int]]:
+    """``_split`` of ``size`` images, checking that one batch fits into the training part."""
+    train_idx, val_idx = _split(size, cfg.N_train)
+    if len(train_idx) < cfg.batchSize:
+        raise UserError(f"--batchSize: {cfg.batchSize} is more than the {len(train_idx)} "
+                        "training images")
+    return train_idx, val_idx
+
+
+def _start_run(cfg, kind: str, channels: int, source) -> tuple[Run, str]:
+    """The run folder ``<kind>-CxSxS`` (config with channels and data source) and its tag."""
+    tag = f"{channels}x{cfg.scale}x{cfg.scale}"
+    run = Run.start(cfg.save, f"{kind}-{tag}", {**asdict(cfg), "channels": channels,
+                                               "source": asdict(source)},
+                    resume=cfg.resume, ckpt_keep=2)
+    return run, tag
+
+
+# ---------------------------------------------------------------------------------------------
 def train_denoiser(cfg: DenoiserConfig) -> Run:
     """Train the two-decoder denoiser; exports ``denoiser_CxSxS.pt`` into the run folder."""
     _check(cfg.scale, cfg.batchSize, cfg.N_train)
@@ -126,22 +156,12 @@ def train_denoiser(cfg: DenoiserConfig) -> Run:
     source = resolve_source(cfg.dataset)
     channels = check_channels(source, cfg.grayscale)
     seed_everything(cfg.seed)
-    model = Denoiser(channels, cfg.scale)
-    if cfg.network:
-        state = load_checkpoint(cfg.network, flag="--network")
-        load_state_dicts({"denoiser": model}, state, source=f"--network '{cfg.network}'")
-    model.to(device)
+    model = _build(cfg, lambda c: Denoiser(c, cfg.scale), "denoiser", channels, device)
     dataset = load_faces(source, cfg.scale, channels)
-    train_idx, val_idx = _split(len(dataset), cfg.N_train)
-    if len(train_idx) < cfg.batchSize:
-        raise UserError(f"--batchSize: {cfg.batchSize} is more than the {len(train_idx)} "
-                        "training images")
+    train_idx, val_idx = _train_val_split(cfg, len(dataset))
     opt1 = torch.optim.Adam(model.decoder.parameters())
     opt2 = torch.optim.Adam(model.decoder2.parameters())  # own state: the original shared one
-    tag = f"{channels}x{cfg.scale}x{cfg.scale}"
-    run = Run.start(cfg.save, f"denoiser-{tag}", {**asdict(cfg), "channels": channels,
-                                                   "source": asdict(source)},
-                    resume=cfg.resume, ckpt_keep=2)
+    run, tag = _start_run(cfg, "denoiser", channels, source)
     objects = {"denoiser": model, "opt1": opt1, "opt2": opt2}
     step, start = _resume(run, cfg, objects, device)
     val = torch.stack([dataset[i] for i in val_idx]).to(device)
@@ -217,21 +237,12 @@ def train_autoencoder(cfg: AutoencoderConfig) -> Run:
     source = resolve_source(cfg.dataset)
     channels = check_channels(source, cfg.grayscale)
     seed_everything(cfg.seed)
-    model = MLPAutoencoder(channels, cfg.scale, cfg.noiseDim)
-    if cfg.network:
-        state = load_checkpoint(cfg.network, flag="--network")
-        load_state_dicts({"autoencoder": model}, state, source=f"--network '{cfg.network}'")
-    model.to(device)
+    model = _build(cfg, lambda c: MLPAutoencoder(c, cfg.scale, cfg.noiseDim), "autoencoder",
+                   channels, device)
     dataset = load_faces(source, cfg.scale, channels)
-    train_idx, val_idx = _split(len(dataset), cfg.N_train)
-    if len(train_idx) < cfg.batchSize:
-        raise UserError(f"--batchSize: {cfg.batchSize} is more than the {len(train_idx)} "
-                        "training images")
+    train_idx, val_idx = _train_val_split(cfg, len(dataset))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learningRate)
-    tag = f"{channels}x{cfg.scale}x{cfg.scale}"
-    run = Run.start(cfg.save, f"autoencoder-{tag}", {**asdict(cfg), "channels": channels,
-                                                     "source": asdict(source)},
-                    resume=cfg.resume, ckpt_keep=2)
+    run, tag = _start_run(cfg, "autoencoder", channels, source)
     objects = {"autoencoder": model, "opt": opt}
     step, start = _resume(run, cfg, objects, device)
     val = torch.stack([dataset[i] for i in val_idx]).to(device)

@@ -22,8 +22,6 @@ from ganlab_common.checkpoint import load_checkpoint, load_state_dicts, state_di
 from ganlab_common.distributed import (
     DistContext,
     all_reduce_mean,
-    cleanup_distributed,
-    setup_distributed,
     unwrap,
     wrap_model,
 )
@@ -47,6 +45,7 @@ from .training import (
     iterations_per_epoch,
     make_optimizer,
     regularise_and_clamp,
+    run_in_context,
 )
 
 __all__ = [
@@ -185,14 +184,7 @@ def rank_by_D(D: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Ten
 # ---------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig) -> Run:
     """Train G and D; returns the Run (grids, stats.jsonl, checkpoints)."""
-    cfg = check_config(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ctx = setup_distributed(cfg.device)
-    try:
-        return _train(cfg, ctx)
-    finally:
-        cleanup_distributed()
+    return run_in_context(_train, check_config(cfg))
 
 
 def _train(cfg: TrainConfig, ctx: DistContext) -> Run:

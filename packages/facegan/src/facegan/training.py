@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ganlab_common.checkpoint import CheckpointManager
-from ganlab_common.distributed import DistContext, make_dataloader
+from ganlab_common.distributed import (
+    DistContext,
+    cleanup_distributed,
+    make_dataloader,
+    setup_distributed,
+)
 from ganlab_common.errors import UserError
 
 __all__ = [
@@ -151,3 +156,15 @@ def read_config(run_dir: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def run_in_context(body: Callable, cfg):
+    """``body(cfg, ctx)`` with ``--threads`` applied and the (torchrun) process group set up
+    and torn down around it; returns what ``body`` returns."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ctx = setup_distributed(cfg.device)
+    try:
+        return body(cfg, ctx)
+    finally:
+        cleanup_distributed()
