@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganlab_common.testing import one_torch_thread  # noqa: F401 (autouse)
+
 # (class folder, is AttnGAN test class) -- 001 and 004 are test classes, 002 and 003 train.
 CLASSES = ("001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross",
            "004.Groove_billed_Ani")  # fmt: skip
@@ -131,17 +133,6 @@ def trained(tmp_path_factory, cub_dir) -> Path:
     result = runner.invoke(train, gan_args(cub_dir, out))
     assert result.exit_code == 0, result.output
     return out
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spinning on a shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

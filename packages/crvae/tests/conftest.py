@@ -6,23 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ganlab_common.data import CELEBA_ATTRIBUTES
+from ganlab_common.testing import one_torch_thread  # noqa: F401 (autouse)
 
 # Tiny model and run sizes shared by the end-to-end tests.
 TINY = ["-baseChannels", "4", "-nf", "8", "-batchSize", "8", "-epochSize", "2",
         "-nTest", "16", "-nSample", "1", "-nSampleFinal", "2", "-device", "cpu"]
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    """Two OpenMP threads on a busy 2-core machine are 10-100x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_celeba(root: Path, n: int = 12, with_attr: bool = True) -> Path:

@@ -6,18 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner, Result
 from PIL import Image
 
-
-@pytest.fixture(autouse=True, scope="session")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids OpenMP stalls per op."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from ganlab_common.testing import one_torch_thread  # noqa: F401 (autouse)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from ganlab_common.testing import one_torch_thread  # noqa: F401 (autouse)
 from icgan.cli import train_command as icgan_train
 
 #: A few iterations of every stage on 16-pixel digits (4 GAN steps, 2 + 2 encoder steps).
@@ -94,12 +95,3 @@ def mnist_run(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny convolutions are fastest on one thread (and a shared CPU thrashes with two)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
