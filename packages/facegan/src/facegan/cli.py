@@ -197,7 +197,8 @@ def train(**flags) -> None:
     CPU budget: at --scale 16 an iteration takes 1.3-2 s on a 2-core CPU (0.5-0.8 it/s), so
     the default --epochs 50 (3,100 iterations) take about 1-1.5 h; on the embedded faces the
     samples became recognisable faces around epoch 35-40.  --scale 32 is ~3.5x slower per
-    iteration; --width 0.25 is ~6x faster (and also made faces after ~40 epochs).  Each run
+    iteration; --width 0.25 is ~6x faster (at --scale 16 it also made faces after ~40
+    epochs; at --scale 32 it had not after 45, see the README).  Each run
     writes <save>/<NNNNN>-train-<scale>px-<gray|color>/ with config.json, stats.jsonl,
     reals.png, fakes_eNNNN.png, best.png/worst.png (by D) and checkpoints/.
     """
