@@ -304,7 +304,9 @@ def sample(
     "--metrics",
     default="rprec,rprec_real,fid",
     show_default=True,
-    help="Comma list of: rprec (generated), rprec_real (real test images), fid, is.",
+    help="Comma list of: rprec (generated), rprec_real (real test images), fid, is, "
+    "faithful (digit scenes: named digit and colour found), faithful_real (the same on the "
+    "real test scenes).",
 )
 @click.option(
     "--folds",
@@ -338,7 +340,7 @@ def evaluate(
     from .sample import find_generator, load_generator
 
     names = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    known = ("rprec", "rprec_real", "fid", "is", "faithful")
+    known = ("rprec", "rprec_real", "fid", "is", "faithful", "faithful_real")
     unknown = [m for m in names if m not in known]
     if unknown or not names:
         raise UserError(f"--metrics: unknown '{','.join(unknown)}' (one of {', '.join(known)})")

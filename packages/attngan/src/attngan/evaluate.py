@@ -163,16 +163,24 @@ def evaluate_generator(
         real = _real_images(gen.cfg, records, gen.vocab, min(count, len(records)), fake.size(-1))
         result["fid"] = fid(fake, real, batch_size=batch_size, device=gen.device)
         result["fid_real_images"] = real.size(0)
-    if "faithful" in metrics:
+    if "faithful" in metrics or "faithful_real" in metrics:
         if gen.cfg["DATASET_NAME"] != "digits" or data_dir:
             raise UserError("--metrics faithful: only for the embedded digit scenes")
         from ganlab_common.metrics import load_digit_classifier
 
-        from .digits import make_scenes, scene_faithfulness
+        from .digits import make_scenes, render_scene, scene_faithfulness
 
-        scenes = make_scenes("test")[0]
+        scenes, digits = make_scenes("test")
         chosen = [scenes[i % len(scenes)] for i in range(count)]
-        result.update(scene_faithfulness(fake, chosen, load_digit_classifier(gen.device)))
+        classifier = load_digit_classifier(gen.device)
+        if "faithful" in metrics:
+            result.update(scene_faithfulness(fake, chosen, classifier))
+        if "faithful_real" in metrics:
+            real = torch.stack(
+                [torch.from_numpy(render_scene(s, digits)).permute(2, 0, 1) for s in chosen]
+            )
+            scores = scene_faithfulness(real.float() / 127.5 - 1, chosen, classifier)
+            result.update({f"{k}_real": v for k, v in scores.items()})
     if "is" in metrics:
         if not inception_weights:
             result["inception_score"] = None
