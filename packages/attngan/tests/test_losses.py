@@ -178,3 +178,20 @@ def test_discriminator_loss_with_hard_wrong_pairs():
     d = _DotD()
     torch.testing.assert_close(discriminator_loss(d, real, fake, cond), plain)
     torch.testing.assert_close(discriminator_loss(d, real, fake, cond, hard), with_hard)
+
+
+def test_generator_loss_weights_the_hard_negative_term():
+    from attngan.losses import generator_loss
+
+    torch.manual_seed(0)
+    fake, sent, negatives = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 2, 8)
+    words, regions = torch.randn(4, 8, 5), torch.randn(4, 8, 2, 2)
+    smooth = {"GAMMA1": 4.0, "GAMMA2": 5.0, "GAMMA3": 10.0, "LAMBDA": 2.0}
+    args = ([_DotD()], lambda x: (regions, x), [fake], words, sent, torch.arange(4),
+            torch.tensor([5, 4, 3, 2]), None, smooth, negatives)  # fmt: skip
+    once, logs_once = generator_loss(*args)
+    thrice, logs_thrice = generator_loss(*args, hard_weight=3.0)
+    h = hard_negative_loss(fake, sent, negatives, 10.0).item()
+    assert logs_once["h_loss"] == pytest.approx(2.0 * h, rel=1e-5)
+    assert logs_thrice["h_loss"] == pytest.approx(6.0 * h, rel=1e-5)
+    assert (thrice - once).item() == pytest.approx(4.0 * h, rel=1e-4)

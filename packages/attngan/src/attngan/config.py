@@ -88,6 +88,8 @@ DEFAULTS: dict[str, Any] = {
         # with DIGIT_NEGATIVES: also give each conditional D the first digit-swapped copy
         # of every caption as a wrong pair (real image, wrong digit word) -> fake.
         "DIGIT_NEGATIVES_D": False,
+        # with DIGIT_NEGATIVES: G's hard-negative term is LAMBDA * this * h_loss
+        "DIGIT_NEGATIVES_WEIGHT": 1.0,
     },
 }
 

@@ -171,11 +171,13 @@ def generator_loss(
     class_ids: torch.Tensor | None,
     smooth: dict,
     hard_negatives: torch.Tensor | None = None,
+    hard_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Adversarial terms of every stage, plus LAMBDA * DAMSM (word + sentence) on the last.
 
     ``fake_imgs`` are aligned with ``nets_d`` from the end (with B_DCGAN there is one D).
-    ``hard_negatives [B, K, E]`` (sentence codes) add ``LAMBDA * hard_negative_loss``.
+    ``hard_negatives [B, K, E]`` (sentence codes) add ``LAMBDA * hard_weight *
+    hard_negative_loss``.
     Returns ``(total, {name: value})``.
     """
     total = sent_emb.new_zeros(())
@@ -199,7 +201,8 @@ def generator_loss(
     logs["w_loss"], logs["s_loss"] = w_loss.item(), s_loss.item()
     total = total + w_loss + s_loss
     if hard_negatives is not None:
-        h_loss = hard_negative_loss(cnn_code, sent_emb.float(), hard_negatives.float(), g3) * lam
+        h_loss = hard_negative_loss(cnn_code, sent_emb.float(), hard_negatives.float(), g3)
+        h_loss = h_loss * lam * hard_weight
         logs["h_loss"] = h_loss.item()
         total = total + h_loss
     return total, logs

@@ -231,6 +231,7 @@ def train_attngan(
             err_g, g_logs = generator_loss(
                 nets_d, enc.image, fakes, words, sent, labels,
                 batch["cap_len"], batch["class_id"], t["SMOOTH"], negatives,
+                g["DIGIT_NEGATIVES_WEIGHT"],
             )  # fmt: skip
             kl = kl_loss(mu.float(), logvar.float())
         opt_g.zero_grad(set_to_none=True)
