@@ -11,6 +11,7 @@ from attngan.models import (
     attention_mask,
     build_discriminators,
     build_generator,
+    random_translate,
 )
 
 
@@ -79,6 +80,47 @@ def test_discriminator_heads(size):
     assert h.shape == (2, 16, 4, 4)
     assert net.UNCOND_DNET(h).shape == (2,)
     assert net.COND_DNET(h, torch.randn(2, 8)).shape == (2,)
+
+
+def test_random_translate_shifts_whole_images_and_fills_black():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 8, 8, requires_grad=True)  # values in (0, 1): -1 marks the fill
+    y = random_translate(x, 0.25)  # up to 2 px each way
+    assert y.shape == x.shape
+    seen = set()
+    for i in range(len(x)):
+        found = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.allclose(
+                y[i, :, max(dy, 0) : 8 + min(dy, 0), max(dx, 0) : 8 + min(dx, 0)],
+                x[i, :, max(-dy, 0) : 8 + min(-dy, 0), max(-dx, 0) : 8 + min(-dx, 0)],
+                atol=1e-6,
+            )
+        ]
+        assert len(found) == 1
+        dy, dx = found[0]
+        seen.add((dy, dx))
+        assert int((y[i] < -0.99).sum()) == 3 * (8 * 8 - (8 - abs(dy)) * (8 - abs(dx)))
+    assert len(seen) > 10  # each image its own offset
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert random_translate(x, 0.0) is x
+
+
+def test_discriminator_translates_only_in_training():
+    cfg = load_config("digits_attn2", ["GANLAB.D_TRANSLATE=0.125", "GAN.DF_DIM=2"])
+    net = build_discriminators(cfg)[-1]
+    assert net.translate == 0.125
+    x = torch.randn(2, 3, net.size, net.size)
+    net.eval()
+    torch.testing.assert_close(net(x), net(x))
+    net.train()
+    torch.manual_seed(1)
+    a = net(x)
+    torch.manual_seed(2)
+    assert not torch.allclose(a, net(x))
 
 
 def test_original_discriminator_layout_for_256():

@@ -90,6 +90,9 @@ DEFAULTS: dict[str, Any] = {
         "DIGIT_NEGATIVES_D": False,
         # with DIGIT_NEGATIVES: G's hard-negative term is LAMBDA * this * h_loss
         "DIGIT_NEGATIVES_WEIGHT": 1.0,
+        # > 0: every D input (real and fake) randomly shifted by up to this fraction of its
+        # size (DiffAugment-style translation against D overfitting small data). Not in the paper.
+        "D_TRANSLATE": 0.0,
     },
 }
 

@@ -429,17 +429,42 @@ class D_GET_LOGITS(nn.Module):
         return self.outlogits(h_code).view(-1)
 
 
-class D_NET(nn.Module):
-    """``D_NET64/128/256``: image code, an unconditional and a sentence-conditional head."""
+def random_translate(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Shift each image ``[B, C, H, W]`` by its own random whole-pixel offset of up to
+    ``fraction * H`` in each direction, filling with -1 (black); differentiable in ``x``."""
+    b, c, h, w = x.shape
+    k = int(round(fraction * h))
+    if k == 0:
+        return x
+    padded = F.pad(x + 1, (k, k, k, k)) - 1
+    dy = torch.randint(0, 2 * k + 1, (b, 1), device=x.device)
+    dx = torch.randint(0, 2 * k + 1, (b, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # [B, 1, H, 1]
+    cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # [B, 1, 1, W]
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
 
-    def __init__(self, ndf: int, nef: int, size: int, b_jcu: bool = True):
+
+class D_NET(nn.Module):
+    """``D_NET64/128/256``: image code, an unconditional and a sentence-conditional head.
+
+    ``translate > 0`` (not in the paper; ``GANLAB.D_TRANSLATE``): in training mode every image
+    D sees, real or fake, is first shifted by a random offset of up to that fraction of its
+    size (a differentiable augmentation, as DiffAugment's translation).
+    """
+
+    def __init__(self, ndf: int, nef: int, size: int, b_jcu: bool = True, translate: float = 0.0):
         super().__init__()
         self.size = size
+        self.translate = translate
         self.img_code = encode_image(ndf, size)
         self.UNCOND_DNET = D_GET_LOGITS(ndf, nef, bcondition=False) if b_jcu else None
         self.COND_DNET = D_GET_LOGITS(ndf, nef, bcondition=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.translate > 0:
+            x = random_translate(x, self.translate)
         return self.img_code(x)  # [B, 8 ndf, 4, 4]
 
 
@@ -482,7 +507,11 @@ def build_discriminators(cfg: dict) -> list[D_NET]:
     sizes = stage_sizes(cfg)
     if cfg["GAN"]["B_DCGAN"]:
         sizes = sizes[-1:]
-    nets = [D_NET(cfg["GAN"]["DF_DIM"], cfg["TEXT"]["EMBEDDING_DIM"], s) for s in sizes]
+    translate = cfg["GANLAB"]["D_TRANSLATE"]
+    nets = [
+        D_NET(cfg["GAN"]["DF_DIM"], cfg["TEXT"]["EMBEDDING_DIM"], s, translate=translate)
+        for s in sizes
+    ]
     for net in nets:
         net.apply(weights_init)
     return nets
