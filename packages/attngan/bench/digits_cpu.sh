@@ -15,7 +15,7 @@ uv run attngan-train --outdir "$out" --device cpu --max_iters 4000 \
     --set TRAIN.SMOOTH.LAMBDA=1.0 \
     --set GANLAB.EMA_DECAY=0.995 --set GANLAB.SAMPLE_ITERS=250 --set GANLAB.CHECKPOINT_ITERS=250
 uv run attngan-eval --outdir "$out" --device cpu --count 1000 \
-    --metrics rprec,rprec_real,faithful
+    --metrics rprec,rprec_real,faithful,faithful_real
 uv run attngan-eval --outdir "$out" --device cpu --count 300 --metrics fid
 uv run attngan-sample --outdir "$out" --device cpu --attention \
     --caption "a large red seven in the upper left" \
