@@ -153,3 +153,11 @@ def cli_args():
         return (damsm_args if kind == "damsm" else gan_args)(data, out, iters)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def digit_classifier(tmp_path_factory):
+    """The held-out digit classifier, trained once per session into a temporary cache."""
+    from ganlab_common.metrics import load_digit_classifier
+
+    return load_digit_classifier("cpu", cache_dir=tmp_path_factory.mktemp("cache"), seed=0)

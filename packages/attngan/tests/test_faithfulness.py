@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from attngan.digits import COLOURS, make_scenes, nearest_colour, render_scene, scene_faithfulness
-from ganlab_common.metrics import load_digit_classifier
 
 COUNT = 80
 
 
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    return load_digit_classifier("cpu", cache_dir=tmp_path_factory.mktemp("cache"), seed=0)
+@pytest.fixture
+def classifier(digit_classifier):
+    return digit_classifier
 
 
 @pytest.fixture(scope="module")

@@ -224,14 +224,12 @@ def _digit_mask(foreground: np.ndarray) -> np.ndarray:
     return np.isin(parts, keep)
 
 
-def _mnist_crop(grey: np.ndarray, mask: np.ndarray) -> torch.Tensor:
-    """The masked digit's box as MNIST lays digits out: ``[1, 28, 28]`` in [-1, 1].
+def _mnist_crop(grey: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+    """The box ``grey[y0:y1, x0:x1]`` as MNIST lays digits out: ``[1, 28, 28]`` in [-1, 1].
 
     The box is padded to a square, scaled so its side is 20 px and centred on a 28 px
     canvas; brightness is scaled so the digit's peak is white.
     """
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     box = grey[y0:y1, x0:x1] / max(float(grey[y0:y1, x0:x1].max()), 1.0)
     side = max(box.shape)
     square = np.zeros((side, side), dtype=np.float32)
@@ -267,10 +265,11 @@ def find_digits(rgb: np.ndarray, count: int) -> list[tuple[torch.Tensor, torch.T
             continue
         mask = _digit_mask(region)
         ys, xs = np.nonzero(mask)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         core = mask & (grey > COLOUR_CORE * grey[mask].max())
         mean_rgb = torch.from_numpy(rgb[:, core].mean(1))
-        centre = ((xs.min() + xs.max() + 1) / 2 / CANVAS, (ys.min() + ys.max() + 1) / 2 / CANVAS)
-        found.append((_mnist_crop(grey, mask), mean_rgb, centre))
+        centre = ((x0 + x1) / 2 / CANVAS, (y0 + y1) / 2 / CANVAS)
+        found.append((_mnist_crop(grey, y0, y1, x0, x1), mean_rgb, centre))
     return found
 
 

@@ -168,17 +168,18 @@ def evaluate_generator(
             raise UserError("--metrics faithful: only for the embedded digit scenes")
         from ganlab_common.metrics import load_digit_classifier
 
-        from .digits import make_scenes, render_scene, scene_faithfulness
+        from .digits import make_scenes, scene_faithfulness
 
-        scenes, digits = make_scenes("test")
+        scenes = make_scenes("test")[0]
         chosen = [scenes[i % len(scenes)] for i in range(count)]
         classifier = load_digit_classifier(gen.device)
         if "faithful" in metrics:
             result.update(scene_faithfulness(fake, chosen, classifier))
-        if "faithful_real" in metrics:
-            real = torch.stack(
-                [torch.from_numpy(render_scene(s, digits)).permute(2, 0, 1) for s in chosen]
-            )
+        if "faithful_real" in metrics:  # the records hold the rendered scenes, in scene order
+            real = torch.stack([
+                torch.from_numpy(records.sources[i % len(records)]).permute(2, 0, 1)
+                for i in range(count)
+            ])  # fmt: skip
             scores = scene_faithfulness(real.float() / 127.5 - 1, chosen, classifier)
             result.update({f"{k}_real": v for k, v in scores.items()})
     if "is" in metrics:
