@@ -124,7 +124,9 @@ def test_bad_inputs_are_one_line_errors(cub_dir, tmp_path, cli_args, trained):
     assert "--netG" in msg
 
 
-def test_embedded_digit_scenes_need_no_data(tmp_path, tiny_damsm, tiny_gan):
+def test_embedded_digit_scenes_need_no_data(
+    tmp_path, tiny_damsm, tiny_gan, digit_classifier, monkeypatch
+):
     """The acceptance path: no --data_dir, pretrain -> train -> sample "a red seven"."""
     runner = CliRunner()
     common = ["--outdir", str(tmp_path), "--device", "cpu", "--max_iters", "1",
@@ -142,6 +144,16 @@ def test_embedded_digit_scenes_need_no_data(tmp_path, tiny_damsm, tiny_gan):
                                     "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "00001-attngan" / "samples" / "00000.png").is_file()
+    # more images than the run's 64 scenes: image i must be scored against scene i mod 64
+    from ganlab_common import metrics
+
+    monkeypatch.setattr(metrics, "load_digit_classifier", lambda device: digit_classifier)
+    result = runner.invoke(evaluate, ["--outdir", str(tmp_path), "--device", "cpu", "--count",
+                                      "80", "--metrics", "faithful,faithful_real"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output.strip().splitlines()[-1])
+    assert scores["faithful_real"] >= 0.9 and scores["colour_accuracy_real"] == 1.0
+    assert 0.0 <= scores["faithful"] <= 1.0
 
 
 def test_digit_scenes_are_deterministic_and_captioned():

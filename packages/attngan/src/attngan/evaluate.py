@@ -170,7 +170,9 @@ def evaluate_generator(
 
         from .digits import make_scenes, scene_faithfulness
 
-        scenes = make_scenes("test")[0]
+        # image i shows a caption of record i mod N: the first N test scenes, as loaded
+        # (N < 1,000 when the generator's config sets GANLAB.DIGIT_SCENES)
+        scenes = make_scenes("test", len(records))[0]
         chosen = [scenes[i % len(scenes)] for i in range(count)]
         classifier = load_digit_classifier(gen.device)
         if "faithful" in metrics:
