@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import click
 
-from .config import LATENT_TYPES, Config
+from ganlab_common.errors import UserError
+from ganlab_common.legacy import dry_run_option, gpu_device, note, require_path, set_threads
+
+from .config import LATENT_TYPES, Config, validate
 from .data import DATASETS
 
 
@@ -18,15 +22,92 @@ def _opt(name: str, **kwargs):
 _POS_INT = click.IntRange(min=1)
 _NONNEG = click.FloatRange(min=0)
 _DEFAULTS = Config()
+# The originals' spellings: main_mnist.lua's dataset name and acVAE's model-file names
+# (<type>_pggan_pretrain: stage 1 at 64 px; <type>_pggan: stage 2 at 128 px).
+_DATASET_ALIASES = {"mnist_28x28": "mnist"}
+_PGGAN_TYPES = ("cvaegan", "crvaegan", "acvaegan")
+_LATENT_ALIASES = {
+    **{f"{t}_pggan_pretrain": (t, 1) for t in _PGGAN_TYPES},
+    **{f"{t}_pggan": (t, 2) for t in _PGGAN_TYPES},
+}
+_CKPT_FLAGS = ("retrain", "optimState", "stage1", "init_weight_from", "init_state_from")
+
+
+def _legacy(name: str, **kwargs):
+    """An original flag handled by :func:`_translate` (not a Config field)."""
+    return click.option(f"-{name}", f"--{name}", name, default=None, **kwargs)
+
+
+def _translate(kw: dict) -> tuple[Config, bool]:
+    """The original spellings in ``kw`` turned into a Config; also returns --dry_run."""
+    dry_run = kw.pop("dry_run")
+    kw["dataset"] = _DATASET_ALIASES.get(kw["dataset"], kw["dataset"])
+    if kw["latentType"] in _LATENT_ALIASES:
+        latent, stage = _LATENT_ALIASES[kw["latentType"]]
+        if click.get_current_context().get_parameter_source("stage").name == "COMMANDLINE" \
+                and kw["stage"] != stage:
+            raise UserError(f"-latentType {kw['latentType']} is stage {stage}, "
+                            f"but -stage {kw['stage']} was given")
+        kw["latentType"], kw["stage"] = latent, stage
+    dynamic = kw.pop("dynamicMNIST")
+    if dynamic:
+        if kw["data"] and kw["data"] != dynamic:
+            raise UserError(f"-dynamicMNIST '{dynamic}' and -data '{kw['data']}': "
+                            "both name the training digits; give one")
+        kw["data"] = dynamic
+    n_gpu, threads = kw.pop("nGPU"), kw.pop("nThreads")
+    if n_gpu is not None:
+        kw["device"] = "cpu" if n_gpu == 0 else gpu_device("-nGPU", 0, f"-nGPU {n_gpu}")
+        if n_gpu > 1:
+            note(f"-nGPU {n_gpu}: one process uses one GPU; for {n_gpu} GPUs run "
+                 f"torchrun --nproc_per_node {n_gpu} crvae-train ...")
+    set_threads("-nThreads", threads)
+    _legacy_notes(kw.pop("cudnn"), kw.pop("gen"), kw.pop("epochNumber"), kw.pop("bias"))
+    kw.pop("netType")
+    kw.pop("optimization")
+    return Config(**kw), dry_run
+
+
+def _legacy_notes(cudnn: str | None, gen: str | None, epoch: int | None,
+                  bias: str | None) -> None:
+    if cudnn is not None:
+        note(f"-cudnn {cudnn} has no effect: PyTorch picks the cuDNN algorithms")
+    if gen is not None:
+        note(f"-gen {gen} has no effect: CelebA is read from its text files (no t7 cache)")
+    if epoch is not None and epoch != 1:
+        note(f"-epochNumber {epoch} has no effect: -resume continues a run at its "
+             "checkpoint's epoch")
+    if bias == "false":
+        raise UserError("-bias false: not supported (the convolutions always have biases)")
+
+
+def check_paths(cfg: Config, dynamic_flag: bool) -> None:
+    """Every folder and checkpoint file the flags name exists (one-line UserError)."""
+    if cfg.data:
+        require_path("-dynamicMNIST" if dynamic_flag else "-data", cfg.data)
+    if cfg.binaryMNIST:
+        require_path("-binaryMNIST", cfg.binaryMNIST)
+    for flag in _CKPT_FLAGS:
+        value = getattr(cfg, flag)
+        if value != "none":
+            require_path(f"-{flag}", value, "file")
 
 
 def _train_options(f):
     opts = [
         # Data.
-        _opt("dataset", type=click.Choice(DATASETS), default=_DEFAULTS.dataset,
-             help="mnist (embedded digits or IDX files), celeba, bird (CUB-200), lfw."),
+        _opt("dataset", type=click.Choice(DATASETS + tuple(_DATASET_ALIASES)),
+             default=_DEFAULTS.dataset,
+             help="mnist (embedded digits or IDX files; main_mnist.lua's mnist_28x28), celeba, "
+                  "bird (CUB-200), lfw."),
         _opt("data", default="", metavar="DIR",
              help="Dataset folder ('' = embedded data: MNIST digits, LFW faces)."),
+        _opt("dynamicMNIST", default="", metavar="DIR",
+             help="MNIST: the training digits' folder (IDX files; the original's "
+                  "mnist_train.t7 is not read), binarised afresh each batch. Same as -data."),
+        _opt("binaryMNIST", default="", metavar="DIR",
+             help="MNIST: the test digits' folder (IDX files), binarised once with a fixed "
+                  "seed as the original's static binarised set (default: -data's)."),
         # Run.
         _opt("manualSeed", type=int, default=_DEFAULTS.manualSeed, help="Random seed."),
         _opt("nEpochs", type=_POS_INT, default=_DEFAULTS.nEpochs, help="Epochs."),
@@ -60,8 +141,11 @@ def _train_options(f):
         _opt("timeStep", type=int, default=8, help="Channel-recurrent steps (only 8 exists)."),
         _opt("rnnLayer", type=_POS_INT, default=_DEFAULTS.rnnLayer, help="LSTM layers."),
         _opt("dropout", type=click.FloatRange(0, 1), default=0.0, help="LSTM dropout."),
-        _opt("latentType", type=click.Choice(LATENT_TYPES), default=_DEFAULTS.latentType,
-             help="crVAE: baseline|lstm|conv; acVAE: cvae|cgan|cvaegan|crvaegan|acvaegan."),
+        _opt("latentType", type=click.Choice(LATENT_TYPES + tuple(_LATENT_ALIASES)),
+             default=_DEFAULTS.latentType,
+             help="crVAE: baseline|lstm|conv; acVAE: cvae|cgan|cvaegan|crvaegan|acvaegan "
+                  "(acVAE's <type>_pggan_pretrain is <type> -stage 1, <type>_pggan is "
+                  "<type> -stage 2)."),
         _opt("stage", type=int, default=1, help="1: 64 px; 2: 128 px grown from stage 1."),
         _opt("attrDim", type=click.IntRange(min=0), default=0,
              help="Attributes (0: the dataset's: 40 CelebA, 10 MNIST classes)."),
@@ -102,9 +186,27 @@ def _train_options(f):
              help="Stage 2: optimiser states to start from (where they fit)."),
         # Misc.
         _opt("device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-             help="Replaces -cudnn/-nGPU."),
+             help="Where to run (-nGPU also picks it)."),
         click.option("-resume", "--resume", "resume", is_flag=True,
                      help="Continue the newest run of this dataset/type/stage in -save."),
+        dry_run_option("-dry_run", "--dry_run", "--dry-run"),
+        # The originals' flags that only pick hardware or have one value.
+        _legacy("nGPU", type=click.IntRange(min=0),
+                help="acVAE: 0 runs on the CPU, 1 on the GPU; more GPUs: torchrun "
+                     "--nproc_per_node N (replaces DataParallel)."),
+        _legacy("nThreads", type=click.IntRange(min=1), help="torch CPU threads."),
+        _legacy("cudnn", type=click.Choice(["fastest", "default", "deterministic"]),
+                help="No effect (a note says so): cuDNN picks its algorithms itself."),
+        _legacy("gen", metavar="DIR",
+                help="No effect (a note says so): CelebA is read from its text files, no "
+                     "t7 cache is generated."),
+        _legacy("epochNumber", type=click.IntRange(min=1),
+                help="No effect (a note says so): -resume continues at the checkpoint's "
+                     "epoch."),
+        _legacy("bias", type=click.Choice(["true", "false"]),
+                help="true only: the convolutions keep their biases (false is refused)."),
+        _legacy("netType", type=click.Choice(["allconv"]), help="allconv (the only option)."),
+        _legacy("optimization", type=click.Choice(["adam"]), help="adam (the only option)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -128,7 +230,14 @@ def train_main(**kwargs) -> None:
     """
     from .train import train
 
-    run_dir = train(Config(**kwargs))
+    dynamic_flag = bool(kwargs["dynamicMNIST"])
+    cfg, dry_run = _translate(kwargs)
+    check_paths(cfg, dynamic_flag)
+    validate(cfg)
+    if dry_run:
+        click.echo(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return
+    run_dir = train(cfg)
     click.echo(f"run: {run_dir}")
 
 

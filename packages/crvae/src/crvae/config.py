@@ -26,6 +26,7 @@ class Config:
     # Data.
     dataset: str = "mnist"
     data: str = ""
+    binaryMNIST: str = ""  # MNIST: folder of the test digits ('': -data's)
     # Run.
     manualSeed: int = 1208
     nEpochs: int = 150
@@ -95,6 +96,11 @@ class Config:
         if self.latentType in CRVAE_TYPES and self.dataset == "mnist":
             return False
         return self.latentType != "cvae" and self.beta > 0
+
+    @property
+    def test_data(self) -> str:
+        """Folder of the test split: -binaryMNIST for MNIST when given, else -data."""
+        return self.binaryMNIST if self.dataset == "mnist" and self.binaryMNIST else self.data
 
     @property
     def stage1_path(self) -> str:

@@ -392,7 +392,8 @@ def train(cfg: Config) -> Path:
     seed_everything(cfg.manualSeed + ctx.rank)
     spec = model_spec(cfg)
     train_set = load_dataset(cfg.dataset, cfg.data, "train", spec.image_size, spec.conditional)
-    test_set = load_dataset(cfg.dataset, cfg.data, "test", spec.image_size, spec.conditional)
+    test_set = load_dataset(cfg.dataset, cfg.test_data, "test", spec.image_size,
+                            spec.conditional)
     loader = make_dataloader(train_set, cfg.batchSize, ctx, seed=cfg.manualSeed)
     iters = len(loader) if cfg.epochSize <= 0 else min(cfg.epochSize, len(loader))
     tr = Trainer(cfg, spec, ctx.device)
