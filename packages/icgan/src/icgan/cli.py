@@ -14,7 +14,7 @@ import click
 from ganlab_common.errors import UserError
 from ganlab_common.runs import device_option, find_run_dir, resolve_device, seed_everything
 
-from .models import IMAGE_SIZES
+from .models import IMAGE_SIZES, INITS
 from .train import STAGES, TrainConfig, load_trained, train
 
 __all__ = ["test_command", "train_command"]
@@ -75,6 +75,9 @@ def _check_train_flags(cfg: TrainConfig) -> None:
               show_default=True)
 @click.option("--trainWrongY/--no-trainWrongY", "train_wrong_y", default=True,
               show_default=True, help="D also learns (real x, wrong y) -> fake.")
+@click.option("--init", type=click.Choice(list(INITS)), default="original", show_default=True,
+              help="original: G/D N(0, 0.02) as trainGAN.lua, encoders Torch nn defaults; "
+                   "dcgan: N(0, 0.02) everywhere (before 2026-11-30); pytorch: PyTorch 2's.")
 # Encoders (options 1 and 2).
 @click.option("--split", type=click.FloatRange(0, 1, min_open=True), default=0.66,
               show_default=True, help="Encoders train on this first fraction (unshuffled).")

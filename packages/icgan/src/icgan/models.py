@@ -20,7 +20,10 @@ import math
 import torch
 from torch import nn
 
+from ganlab_common.init import dcgan_init, legacy_torch_init
+
 __all__ = [
+    "INITS",
     "Discriminator",
     "Encoder",
     "Generator",
@@ -37,16 +40,23 @@ def valid_image_size(size: int) -> bool:
     return size in IMAGE_SIZES
 
 
-def init_weights(module: nn.Module) -> None:
-    """DCGAN init as in the original: conv weights N(0, 0.02), BN gamma N(1, 0.02), beta 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+#: ``--init`` choices: ``original`` = what the author's Torch code did (``trainGAN.lua:36-45``
+#: ``weights_init`` on G and D; the encoders of ``trainEncoder.lua`` call none, so they start
+#: from Torch ``nn``'s defaults), ``dcgan`` = N(0, 0.02) on every layer including the
+#: encoders' Linear (this package before 2026-11-30), ``pytorch`` = PyTorch 2's defaults.
+INITS = ("original", "dcgan", "pytorch")
+
+
+def init_weights(module: nn.Module, scheme: str = "original", encoder: bool = False) -> None:
+    """Initialise ``module`` (G, D or, with ``encoder``, an encoder) by ``scheme``."""
+    if scheme not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {scheme!r}")
+    if scheme == "dcgan":
+        dcgan_init(module, linear=True)
+    elif scheme == "original" and encoder:
+        legacy_torch_init(module)
+    elif scheme == "original":
+        dcgan_init(module)
 
 
 def _num_blocks(image_size: int) -> int:
@@ -60,7 +70,7 @@ class Generator(nn.Module):
     """G(z, y): ``z [N, nz]``, ``y [N, ny]`` in {-1, +1} -> images ``[N, nc, S, S]`` in [-1, 1]."""
 
     def __init__(self, nz: int = 100, ny: int = 18, ngf: int = 64, nc: int = 3,
-                 image_size: int = 64):
+                 image_size: int = 64, init: str = "original"):
         super().__init__()
         self.nz, self.ny, self.image_size = nz, ny, image_size
         n = _num_blocks(image_size)
@@ -81,7 +91,7 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(ch, nc, 4, 2, 1, bias=False), nn.Tanh()]
         # [N, nc, S, S]
         self.net = nn.Sequential(*layers)
-        init_weights(self)
+        init_weights(self, init)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``z [N, nz]``, ``y [N, ny]`` -> ``[N, nc, S, S]``."""
@@ -92,7 +102,8 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """D(x, y): ``x [N, nc, S, S]``, ``y [N, ny]`` -> logits ``[N]`` (real and matching y)."""
 
-    def __init__(self, ny: int = 18, ndf: int = 64, nc: int = 3, image_size: int = 64):
+    def __init__(self, ny: int = 18, ndf: int = 64, nc: int = 3, image_size: int = 64,
+                 init: str = "original"):
         super().__init__()
         n = _num_blocks(image_size)
         self.first = nn.Sequential(
@@ -111,7 +122,7 @@ class Discriminator(nn.Module):
         # [N, ndf * 2^(n-1), 4, 4]
         layers.append(nn.Conv2d(ch_in, 1, 4, 1, 0, bias=False))  # [N, 1, 1, 1]
         self.rest = nn.Sequential(*layers)
-        init_weights(self)
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``x [N, nc, S, S]``, ``y [N, ny]`` -> ``[N]`` logits."""
@@ -128,7 +139,7 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, n_out: int, nc: int = 3, image_size: int = 64, n_conv: int = 4,
-                 nf: int = 32, fc_size: int = 0):
+                 nf: int = 32, fc_size: int = 0, init: str = "original"):
         super().__init__()
         if image_size % 2**n_conv:
             raise ValueError(f"image_size {image_size} is not divisible by 2^{n_conv}")
@@ -147,7 +158,7 @@ class Encoder(nn.Module):
             nn.ReLU(True),
             nn.Linear(fc_size, n_out),
         )  # [N, n_out]
-        init_weights(self)
+        init_weights(self, init, encoder=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [N, nc, S, S]`` -> ``[N, n_out]``."""

@@ -107,6 +107,7 @@ class TrainConfig:
     save_every: int = 0  # extra checkpoint every N iterations (0: once per epoch)
     seed: int = 1
     device: str = "auto"
+    init: str = "original"  # original | dcgan | pytorch (models.INITS)
 
     @property
     def n_samples(self) -> int:
@@ -247,10 +248,8 @@ def _fixed_grid_inputs(cfg: TrainConfig, labels: Labels) -> tuple[torch.Tensor, 
 
 @torch.no_grad()
 def _save_gan_grid(stage: Run, netG: Generator, z, y, name: str, device) -> None:
-    was_training = netG.training
-    netG.eval()
+    """G in train mode (batch statistics), as ``trainGAN.lua:331`` drew its progress grids."""
     images = netG(z.to(device), y.to(device))
-    netG.train(was_training)
     stage.save_grid(name, images, nrow=10 if y.shape[1] == 10 else 8)
 
 
@@ -262,8 +261,8 @@ def train_gan(cfg: TrainConfig, run: Run, ctx: DistContext, dataset: Dataset,
     stage = _stage_run(run.dir, "gan", ctx)
     stage.checkpoints = _stage_ckpts(run.dir, "gan")
     arch = _gan_arch(cfg, labels, nc)
-    netG = Generator(cfg.nz, labels.ny, cfg.ngf, nc, cfg.fine_size)
-    netD = Discriminator(labels.ny, cfg.ndf, nc, cfg.fine_size)
+    netG = Generator(cfg.nz, labels.ny, cfg.ngf, nc, cfg.fine_size, cfg.init)
+    netD = Discriminator(labels.ny, cfg.ndf, nc, cfg.fine_size, cfg.init)
     netG, netD = wrap_model(netG, ctx), wrap_model(netD, ctx)
     betas = (cfg.beta1, 0.999)
     optG = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=betas)
@@ -379,7 +378,7 @@ def _load_generated(cfg: TrainConfig, run: Run, ctx: DistContext, netG: Generato
 def _encoder(cfg: TrainConfig, n_out: int, nc: int, fc_size: int) -> tuple[Encoder, dict]:
     arch = {"n_out": n_out, "nc": nc, "image_size": cfg.fine_size,
             "n_conv": cfg.n_conv_layers, "nf": cfg.nf, "fc_size": fc_size}
-    return Encoder(**arch), arch
+    return Encoder(**arch, init=cfg.init), arch
 
 
 def _split(dataset: Dataset, fraction: float) -> tuple[Dataset, Dataset]:
