@@ -379,30 +379,29 @@ def evaluate(
 @click.option("--verbose", is_flag=True, help="Log every request.")
 @device_option()
 def serve(net_g, host, port, max_batch, outdir, verbose, device):
-    """Serve the generator over HTTP: POST /generate {"caption": ..., "seed": ..., "count": ...}.
+    """Serve the generator over HTTP (FastAPI): the page at /, the API at /docs.
 
     \b
-    attngan-serve --port 8000 &
-    curl -s -X POST localhost:8000/generate -d '{"caption": "a red seven"}' > seven.png
+    attngan-serve --port 8000                  # then open http://127.0.0.1:8000/
+    curl -s -X POST localhost:8000/generate -H 'Content-Type: application/json' \\
+         -d '{"caption": "a red seven"}' > seven.png
     """
     from pathlib import Path
 
     from .sample import find_generator, load_generator
-    from .serve import make_server
 
+    try:
+        from .serve import bind, make_app
+        from .serve import serve as run_server
+    except ImportError as exc:
+        extra = "pip install 'attngan[serve]'"
+        raise UserError(f"attngan-serve needs its extra: {extra} ({exc})") from None
     path = Path(net_g) if net_g else find_generator(outdir)
     gen = load_generator(path, resolve_device(device))
     try:
-        server = make_server(gen, host, port, max_batch, verbose)
+        sock = bind(host, port)
     except OSError as exc:
         raise UserError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror})") from None
-    click.echo(
-        f"attngan-serve: http://{server.server_address[0]}:{server.server_address[1]} ({path})"
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        server.batcher.close()
+    bound_host, bound_port = sock.getsockname()[:2]
+    click.echo(f"attngan-serve: http://{bound_host}:{bound_port}/ ({path})")
+    run_server(make_app(gen, max_batch), sock, verbose)

@@ -1,254 +1,148 @@
-"""An HTTP API for a trained generator (the original's ``eval/`` was a Flask app).
+"""attngan-serve: the HTTP API and its page, on FastAPI + uvicorn (the extra ``attngan[serve]``).
 
-Built on the standard library's ``http.server`` (``ThreadingHTTPServer``): the project may
-not add a web framework as a dependency, and the API is three routes.
+The original's ``eval/`` was a Flask app with one route, ``POST /api/v1.0/bird``; that route
+answers here in the same shape, beside our own:
 
-* ``GET /health`` -> ``{"status": "ok", ...}``
-* ``GET /openapi.json`` -> the OpenAPI 3 schema of this API
-* ``POST /generate`` with ``{"caption": str, "seed": int?, "count": 1..8}`` -> ``image/png``
-  (the ``count`` images side by side), or JSON with base64 PNGs when the request has
-  ``Accept: application/json``.  Unknown words are dropped and listed
-  (``X-Unknown-Words`` header / ``unknown_words``).
+* ``GET /`` -> the page (plain HTML + JS from ``attngan/web/``, nothing from elsewhere)
+* ``GET /health`` -> ``{"status": "ok", "device", "vocab_size", "image_size", "stage_sizes"}``
+* ``GET /vocabulary`` -> ``{"words": [...]}`` (what a caption may use)
+* ``POST /generate`` ``{"caption", "seed"?, "count"?, "stages"?, "attention"?}`` -> ``image/png``
+  (the images side by side), or JSON with base64 PNGs (``Accept: application/json``, or when
+  ``stages`` / ``attention`` is asked for): the final images, every stage, and one attention
+  map per known word per attention stage.
+* ``POST /api/v1.0/bird`` ``{"caption"}`` -> 201 ``{"bird": {"small", "medium", "large",
+  "map1", "map2", "caption", "elapsed"}}``, the images as ``data:`` URLs.
+* ``GET /docs``, ``GET /openapi.json``: from FastAPI.
 
-Errors are JSON ``{"error": "..."}``: 400 malformed JSON, 404 unknown route, 413 body over
-``MAX_BODY`` bytes, 422 invalid caption/seed/count (empty, too long, only unknown words),
-500 anything else; the server keeps running.  Requests that arrive together are batched
-into one generator call on the model's device (:class:`BatchingGenerator`).
+Errors are JSON ``{"error": "..."}``: 400 malformed JSON, 404, 405, 413 body over
+``MAX_BODY`` bytes, 415 not JSON, 422 invalid caption/seed/count (empty, too long, only
+unknown words, unknown field), 503 queue full; the server keeps running.  Requests that
+arrive together are batched into one generator call (:class:`~attngan.batching.BatchingGenerator`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
-import json
-import queue
 import random
+import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
 
 import torch
+import torch.nn.functional as F
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .sample import Generator, generate, noise_dim, noise_for, to_pil
+from .batching import BatchingGenerator, Busy, Result
+from .models import stage_sizes
+from .sample import MAX_WORDS, Generator, to_pil
 from .text import tokenize
+from .viz import attention_figure
 
-__all__ = ["BatchingGenerator", "make_server", "openapi_schema", "MAX_BODY", "MAX_CHARS"]
+__all__ = ["make_app", "bind", "serve", "ServerThread", "MAX_BODY", "MAX_CHARS", "MAX_COUNT"]
 
 MAX_BODY = 16 * 1024  # bytes of a request body
 MAX_CHARS = 500  # characters of a caption
-MAX_WORDS = 64  # known words kept from a caption
-MAX_COUNT = 8
+MAX_COUNT = 8  # images per request
+WEB = Path(__file__).parent / "web"
 
 
-@dataclass
-class _Job:
-    ids: list[int]
-    seeds: list[int]
-    done: threading.Event = field(default_factory=threading.Event)
-    images: list[torch.Tensor] | None = None
-    error: BaseException | None = None
+def _not_blank(caption: str) -> str:
+    if not caption.strip():
+        raise ValueError("empty; type a few words")
+    return caption
 
 
-class BatchingGenerator:
-    """One worker thread owns the model; concurrent requests are merged into one batch.
-
-    The worker takes the first waiting job, then keeps collecting jobs for ``wait_s``
-    seconds or until ``max_batch`` images are queued, and runs G once.  Each image's noise
-    comes from its own seed, and BN is in eval mode, so a result does not depend on what
-    it was batched with (padding gets no attention with the correct mask).
-    """
-
-    def __init__(self, gen: Generator, max_batch: int = 16, wait_s: float = 0.005):
-        self.gen = gen
-        self.max_batch = max_batch
-        self.wait_s = wait_s
-        self.jobs: queue.Queue[_Job | None] = queue.Queue()
-        self.batches = 0  # number of generator calls (for tests and logs)
-        self.thread = threading.Thread(target=self._work, name="attngan-batcher", daemon=True)
-        self.thread.start()
-
-    def submit(self, ids: list[int], seeds: list[int], timeout: float = 120.0) -> list:
-        """Images ``[3, S, S]`` for caption ``ids`` (one per seed); blocks until done."""
-        job = _Job(ids, seeds)
-        self.jobs.put(job)
-        if not job.done.wait(timeout):
-            raise TimeoutError("generation timed out")
-        if job.error is not None:
-            raise job.error
-        return job.images
-
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.thread.join(timeout=5)
-
-    def _collect(self, first: _Job) -> list[_Job]:
-        jobs, total = [first], len(first.seeds)
-        deadline = time.monotonic() + self.wait_s
-        while total < self.max_batch:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                job = self.jobs.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if job is None:
-                self.jobs.put(None)  # keep the stop signal for the loop
-                break
-            jobs.append(job)
-            total += len(job.seeds)
-        return jobs
-
-    def _run(self, jobs: list[_Job]) -> None:
-        rows = [(job.ids, s) for job in jobs for s in job.seeds]
-        width = max(len(ids) for ids, _ in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.int64)
-        for i, (r, _) in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-        lens = torch.tensor([len(r) for r, _ in rows])
-        noise = noise_for([s for _, s in rows], noise_dim(self.gen.cfg))
-        images = generate(self.gen, ids, lens, noise)[0][-1]
-        self.batches += 1
-        start = 0
-        for job in jobs:
-            job.images = list(images[start : start + len(job.seeds)])
-            start += len(job.seeds)
-
-    def _work(self) -> None:
-        while True:
-            first = self.jobs.get()
-            if first is None:
-                return
-            jobs = self._collect(first)
-            try:
-                self._run(jobs)
-            except BaseException as exc:  # noqa: BLE001 - reported to every waiting request
-                for job in jobs:
-                    job.error = exc
-            for job in jobs:
-                job.done.set()
+Caption = Annotated[
+    str,
+    Field(max_length=MAX_CHARS, description="Words outside the vocabulary are dropped"),
+    AfterValidator(_not_blank),
+]
+Seed = Annotated[int | None, Field(ge=0, lt=2**63, description="Default: a random seed")]
 
 
-class RequestError(Exception):
-    def __init__(self, status: HTTPStatus, message: str):
-        super().__init__(message)
-        self.status = status
+class GenerateRequest(BaseModel):
+    """Body of ``POST /generate``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    caption: Caption
+    seed: Seed = None
+    count: int = Field(1, ge=1, le=MAX_COUNT, description="Images, with seeds seed, seed+1, ...")
+    stages: bool = Field(False, description="Also return every stage's image (JSON)")
+    attention: bool = Field(False, description="Also return the per-word attention maps (JSON)")
 
 
-def parse_request(body: bytes, vocab) -> tuple[list[int], list[str], int, int]:
-    """``(word ids, unknown words, seed, count)`` of a /generate body, or a RequestError."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"body: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise RequestError(HTTPStatus.BAD_REQUEST, "body: expected a JSON object")
-    extra = sorted(set(data) - {"caption", "seed", "count"})
-    if extra:
-        raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"unknown field(s): {', '.join(extra)}")
-    caption = data.get("caption")
-    if not isinstance(caption, str) or not caption.strip():
-        raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, "caption: expected a non-empty string")
-    if len(caption) > MAX_CHARS:
-        raise RequestError(
-            HTTPStatus.UNPROCESSABLE_ENTITY, f"caption: at most {MAX_CHARS} characters"
-        )
-    count = data.get("count", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
-        raise RequestError(
-            HTTPStatus.UNPROCESSABLE_ENTITY, f"count: expected an integer 1..{MAX_COUNT}"
-        )
-    seed = data.get("seed")
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, "seed: expected an integer >= 0")
-    tokens = tokenize(caption)
-    ids, unknown = vocab.encode(tokens)
-    if not ids:
-        words = ", ".join(sorted(set(unknown))) or "none"
-        raise RequestError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            f"caption: no word is in the vocabulary (unknown: {words})",
-        )
-    return ids[:MAX_WORDS], unknown, seed, count
+class WordMaps(BaseModel):
+    size: int = Field(description="Side of the attention grid of this stage")
+    maps: list[str] = Field(description="Per known word: a base64 PNG of the map over the image")
 
 
-def _array(kind: str, fmt: str | None = None) -> dict:
-    items = {"type": kind, **({"format": fmt} if fmt else {})}
-    return {"type": "array", "items": items}
+class GenerateResponse(BaseModel):
+    seed: int
+    words: list[str] = Field(description="The caption's known words, in order")
+    unknown_words: list[str]
+    images: list[str] = Field(description="Base64 PNGs, the last stage, one per seed")
+    stages: list[list[str]] | None = Field(None, description="Per image: every stage, small first")
+    attention: list[list[WordMaps]] | None = Field(None, description="Per image, per stage")
 
 
-def openapi_schema(image_size: int) -> dict:
-    """The OpenAPI 3.0 description of the three routes."""
-    error = {"type": "object", "properties": {"error": {"type": "string"}}}
-    err = {"content": {"application/json": {"schema": error}}}
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "attngan-serve", "version": "1.0", "description": __doc__.split("\n")[0]},
-        "paths": {
-            "/health": {"get": {"responses": {"200": {"description": "The server is up"}}}},
-            "/generate": {
-                "post": {
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["caption"],
-                                    "properties": {
-                                        "caption": {"type": "string", "maxLength": MAX_CHARS},
-                                        "seed": {"type": "integer", "minimum": 0},
-                                        "count": {
-                                            "type": "integer",
-                                            "minimum": 1,
-                                            "maximum": MAX_COUNT,
-                                            "default": 1,
-                                        },
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": f"count images of {image_size} px, side by side",
-                            "content": {
-                                "image/png": {},
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "images": _array("string", "byte"),
-                                            "seed": {"type": "integer"},
-                                            "unknown_words": _array("string"),
-                                        },
-                                    }
-                                },
-                            },
-                        },
-                        "400": {"description": "Malformed JSON", **err},
-                        "413": {"description": "Body too large", **err},
-                        "422": {"description": "Invalid caption, seed or count", **err},
-                    },
-                }
-            },
-            "/openapi.json": {"get": {"responses": {"200": {"description": "This schema"}}}},
-        },
-    }  # fmt: skip
+class BirdRequest(BaseModel):
+    """The original's body; extra fields are ignored as Flask did."""
+
+    model_config = ConfigDict(strict=True)
+    caption: Caption
+    seed: Seed = None
 
 
-def _png(image: Image.Image) -> bytes:
+class Bird(BaseModel):
+    model_config = ConfigDict(extra="allow")  # small/medium/large/map1/map2 as present
+    caption: str
+    elapsed: float
+
+
+class BirdResponse(BaseModel):
+    bird: Bird
+
+
+class Health(BaseModel):
+    status: str
+    device: str
+    vocab_size: int
+    image_size: int
+    stage_sizes: list[int]
+    max_chars: int
+    max_count: int
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures
+
+
+def png_b64(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _side_by_side(images: list[torch.Tensor]) -> Image.Image:
+def side_by_side(images: torch.Tensor) -> Image.Image:
+    """``[n, 3, S, S]`` -> one PIL image, n wide."""
     pictures = [to_pil(img) for img in images]
     sheet = Image.new("RGB", (sum(p.width for p in pictures), pictures[0].height))
     for i, p in enumerate(pictures):
@@ -256,79 +150,318 @@ def _side_by_side(images: list[torch.Tensor]) -> Image.Image:
     return sheet
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "attngan-serve/1.0"
-    protocol_version = "HTTP/1.1"
+def word_maps(image: torch.Tensor, attn: torch.Tensor) -> list[str]:
+    """``image [3, S, S]``, ``attn [T, s, s]`` -> T base64 PNGs: the image lit by each map."""
+    size = image.size(-1)
+    maps = F.interpolate(attn[:, None].float(), size=(size, size), mode="bilinear")[:, 0]
+    lo = maps.flatten(1).min(1)[0][:, None, None]
+    hi = maps.flatten(1).max(1)[0][:, None, None]
+    maps = (maps - lo) / (hi - lo).clamp(min=1e-8)  # [T, S, S] in [0, 1]
+    base = (image.float().clamp(-1, 1) + 1) / 2  # [3, S, S] in [0, 1]
+    heat = torch.stack([maps, maps, maps * 0.25], 1)  # [T, 3, S, S], yellow
+    lit = 0.45 * base + 0.55 * heat
+    return [png_b64(to_pil(x * 2 - 1)) for x in lit]
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        if getattr(self.server, "verbose", False):
-            super().log_message(format, *args)
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+def _generate_json(result: Result, seed: int, words, unknown, req: GenerateRequest) -> dict:
+    stages, atts = result.stages, result.attention
+    n = stages[-1].size(0)
+    out = {"seed": seed, "words": words, "unknown_words": unknown,
+           "images": [png_b64(to_pil(img)) for img in stages[-1]]}  # fmt: skip
+    if req.stages:
+        out["stages"] = [[png_b64(to_pil(s[i])) for s in stages] for i in range(n)]
+    if req.attention:
+        # attention stage k sits on image stage k + 1 (k + 2 in the original's numbering)
+        images = stages[1:] if len(stages) > 1 else stages
+        out["attention"] = [
+            [
+                {"size": a.size(-1), "maps": word_maps(images[k][i], a[i])}
+                for k, a in enumerate(atts)
+            ]
+            for i in range(n)
+        ]
+    return out
 
-    def _json(self, status: int, obj: dict, headers: dict | None = None) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json", headers)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        gen: Generator = self.server.batcher.gen
-        if self.path == "/health":
-            health = {"status": "ok", "device": str(gen.device), "vocab_size": len(gen.vocab)}
-            self._json(200, {**health, "image_size": self.server.image_size})
-        elif self.path == "/openapi.json":
-            self._json(200, openapi_schema(self.server.image_size))
-        else:
-            self._json(404, {"error": f"no route GET {self.path}"})
+def _bird_json(result: Result, caption: str, words: list[str], elapsed: float) -> dict:
+    stages = result.stages
+    names = {1: ["large"], 2: ["small", "large"]}.get(len(stages), ["small", "medium", "large"])
+    names += [f"stage{k + 1}" for k in range(len(names), len(stages))]
+    url = "data:image/png;base64,"
+    bird = {name: url + png_b64(to_pil(s[0])) for name, s in zip(names, stages)}
+    images = stages[1:] if len(stages) > 1 else stages
+    for k, a in enumerate(result.attention):
+        figure = attention_figure(images[k][0], a[0], words)
+        bird[f"map{k + 1}"] = url + png_b64(figure)
+    return {"bird": {**bird, "caption": caption, "elapsed": elapsed}}
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        try:
-            self._generate()
-        except RequestError as exc:
-            self._json(exc.status, {"error": str(exc)}, {"Connection": "close"})
-        except Exception as exc:  # noqa: BLE001 - the server must survive any request
-            self._json(500, {"error": f"{type(exc).__name__}: {exc}"}, {"Connection": "close"})
 
-    def _generate(self) -> None:
-        if self.path.split("?")[0] != "/generate":
-            raise RequestError(HTTPStatus.NOT_FOUND, f"no route POST {self.path}")
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required") from None
-        if length > MAX_BODY or length < 0:
-            raise RequestError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body: at most {MAX_BODY} bytes"
-            )
-        body = self.rfile.read(length)
-        ids, unknown, seed, count = parse_request(body, self.server.batcher.gen.vocab)
-        images = self.server.batcher.submit(ids, [seed + i for i in range(count)])
+# ---------------------------------------------------------------------------------------------
+# The app
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for bodies over ``max_body`` bytes (declared or streamed)."""
+
+    def __init__(self, app, max_body: int):
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_body:
+            response = _error(413, f"body: at most {self.max_body} bytes")
+            response.headers["Connection"] = "close"
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise HTTPException(413, f"body: at most {self.max_body} bytes")
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
+    parts, status = [], 422
+    for e in exc.errors():
+        if e["type"] == "json_invalid":
+            status = 400
+            parts.append(f"body: not JSON ({e.get('ctx', {}).get('error', e['msg'])})")
+            continue
+        loc = [str(x) for x in e["loc"] if x != "body"]
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{'.'.join(loc) or 'body'}: {msg}")
+    return status, "; ".join(parts)
+
+
+async def _on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "POST" and not (kind == "application/json" or kind.endswith("+json")):
+        return _error(415, "body: send JSON with 'Content-Type: application/json'")
+    return _error(*_validation_message(exc))
+
+
+async def _on_http(request: Request, exc: HTTPException) -> JSONResponse:
+    message = {404: f"no route {request.method} {request.url.path}",
+               405: f"{request.method} is not allowed on {request.url.path}"}  # fmt: skip
+    headers = dict(exc.headers or {})
+    if exc.status_code == 413:
+        headers["Connection"] = "close"
+    return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)), headers)
+
+
+def _encode(gen: Generator, caption: str) -> tuple[list[int], list[str], list[str]]:
+    """``(ids, known words, unknown words)``; 422 when no word is known."""
+    ids, unknown = gen.vocab.encode(tokenize(caption))
+    if not ids:
+        words = ", ".join(sorted(set(unknown))) or "none"
+        raise HTTPException(422, f"caption: no word is in the vocabulary (unknown: {words})")
+    ids = ids[:MAX_WORDS]
+    return ids, gen.vocab.decode(ids), unknown
+
+
+async def _run(batcher: BatchingGenerator, ids: list[int], seeds: list[int]) -> Result:
+    try:
+        future = batcher.submit(ids, seeds)
+    except Busy as exc:
+        raise HTTPException(503, f"busy: {exc}", headers={"Retry-After": "1"}) from None
+    return await asyncio.wrap_future(future)
+
+
+def _new_seed(seed: int | None) -> int:
+    return random.SystemRandom().randrange(2**31) if seed is None else seed
+
+
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
+
+
+def make_app(gen: Generator, max_batch: int = 16, max_queue: int = 512) -> FastAPI:
+    """The ASGI app for ``gen``; its batching worker starts and stops with the app's lifespan."""
+    sizes = stage_sizes(gen.cfg)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.batcher = BatchingGenerator(gen, max_batch=max_batch, max_queue=max_queue)
+        yield
+        await run_in_threadpool(app.state.batcher.close)
+
+    app = FastAPI(title="attngan-serve", version="2.0", lifespan=lifespan,
+                  description=__doc__.split("\n\n")[0],
+                  exception_handlers={RequestValidationError: _on_invalid,
+                                      HTTPException: _on_http})  # fmt: skip
+    app.add_middleware(BodyLimit, max_body=MAX_BODY)
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB / "index.html")
+
+    @app.get("/health")
+    def health() -> Health:
+        return Health(status="ok", device=str(gen.device), vocab_size=len(gen.vocab),
+                      image_size=sizes[-1], stage_sizes=sizes, max_chars=MAX_CHARS,
+                      max_count=MAX_COUNT)  # fmt: skip
+
+    @app.get("/vocabulary")
+    def vocabulary() -> dict[str, list[str]]:
+        return {"words": [w for w in gen.vocab.decode(range(1, len(gen.vocab)))]}
+
+    @app.post(
+        "/generate",
+        response_model=GenerateResponse,
+        responses={200: {"content": {"image/png": {}}}, **_ERRORS},
+    )
+    async def generate(body: GenerateRequest, request: Request, format: str | None = None):
+        """Images for a caption: a PNG, or JSON (Accept: application/json, stages, attention)."""
+        ids, words, unknown = _encode(gen, body.caption)
+        seed = _new_seed(body.seed)
+        result = await _run(app.state.batcher, ids, [seed + i for i in range(body.count)])
         headers = {"X-Seed": str(seed), "X-Unknown-Words": ",".join(unknown)}
-        wants_json = "application/json" in self.headers.get("Accept", "")
-        if wants_json or "format=json" in self.path:
-            encoded = [base64.b64encode(_png(to_pil(img))).decode() for img in images]
-            self._json(200, {"images": encoded, "seed": seed, "unknown_words": unknown}, headers)
-        else:
-            self._send(200, _png(_side_by_side(images)), "image/png", headers)
+        wants_json = "application/json" in request.headers.get("accept", "") or format == "json"
+        if wants_json or body.stages or body.attention:
+            data = await run_in_threadpool(_generate_json, result, seed, words, unknown, body)
+            return JSONResponse(data, headers=headers)
+        sheet = await run_in_threadpool(side_by_side, result.stages[-1])
+        png = base64.b64decode(await run_in_threadpool(png_b64, sheet))
+        return Response(png, media_type="image/png", headers=headers)
+
+    @app.post("/api/v1.0/bird", status_code=201, responses=_ERRORS)
+    async def bird(body: BirdRequest) -> BirdResponse:
+        """The original Flask API: every stage and the attention maps as ``data:`` URLs."""
+        start = time.perf_counter()
+        ids, words, _ = _encode(gen, body.caption)
+        result = await _run(app.state.batcher, ids, [_new_seed(body.seed)])
+        elapsed = time.perf_counter() - start
+        return await run_in_threadpool(_bird_json, result, body.caption, words, elapsed)
+
+    return app
 
 
-def make_server(
-    gen: Generator,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    max_batch: int = 16,
-    verbose: bool = False,
-) -> ThreadingHTTPServer:
-    """A ready server (call ``serve_forever()``; ``server.batcher.close()`` after shutdown)."""
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    server.batcher = BatchingGenerator(gen, max_batch=max_batch)  # type: ignore[attr-defined]
-    server.verbose = verbose  # type: ignore[attr-defined]
-    size = gen.cfg["TREE"]["BASE_SIZE"] * 2 ** (gen.cfg["TREE"]["BRANCH_NUM"] - 1)
-    server.image_size = size  # type: ignore[attr-defined]
-    return server
+# ---------------------------------------------------------------------------------------------
+# Running it
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (``port`` 0: a free one); OSError when the address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class _DeadlineH11(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline for each request's head.
+
+    uvicorn times out a keep-alive connection only after a response; a connection that
+    never sends a request (or stalls inside its headers, a byte at a time) would stay open
+    for ever.  Here every connection must deliver a complete request head within
+    ``timeout_keep_alive`` seconds of opening or of its last response, else it is closed.
+    """
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._seen_cycle = None
+        self._deadline = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._track()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+        self._track()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.timeout_keep_alive, self._expire)
+
+    def _disarm(self) -> None:
+        if getattr(self, "_deadline", None) is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _track(self) -> None:
+        """A new request head arrived: its deadline is met."""
+        if self.cycle is not None and self.cycle is not self._seen_cycle:
+            self._seen_cycle = self.cycle
+            if not self.cycle.response_complete:
+                self._disarm()
+
+    def _expire(self) -> None:
+        self._deadline = None
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_for(app: FastAPI, verbose: bool = False, idle_s: float = 5.0) -> uvicorn.Server:
+    """A uvicorn server: connections idle for ``idle_s`` (no request head) are closed;
+    SIGTERM/SIGINT stop it gracefully (in-flight requests finish, at most 10 s)."""
+    config = uvicorn.Config(
+        app,
+        log_level="info" if verbose else "warning",
+        access_log=verbose,
+        timeout_keep_alive=int(idle_s),
+        timeout_graceful_shutdown=10,
+        backlog=2048,
+        lifespan="on",
+        http=_DeadlineH11,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(app: FastAPI, sock: socket.socket, verbose: bool = False) -> None:
+    """Serve on ``sock`` until SIGINT/SIGTERM."""
+    server_for(app, verbose).run(sockets=[sock])
+
+
+class ServerThread:
+    """The server on a background thread (tests, benchmarks): ``with ServerThread(app) as s:``
+    then ``s.url``."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, idle_s: float = 5.0):
+        self.app = app
+        self.sock = bind(host, port)
+        self.server = server_for(app, idle_s=idle_s)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="attngan-serve", daemon=True)  # fmt: skip
+        host, port = self.sock.getsockname()[:2]
+        self.address = (host, port)
+        self.url = f"http://{host}:{port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("attngan-serve did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
