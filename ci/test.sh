@@ -14,6 +14,15 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -
         || echo "ci: dataset-fashion-mnist not installed; its tests will skip"
 fi
 
+# Debian's chromium + chromium-driver for attngan's page test in a real browser (without
+# them that test skips and says why).
+if ! command -v chromedriver >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+        || (apt-get update -q >/dev/null 2>&1 \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) \
+        || echo "ci: chromium/chromium-driver not installed; attngan's browser test will skip"
+fi
+
 uv sync --locked
 
 # A missing lrgan CPU extension must fail the op tests instead of falling back silently.
