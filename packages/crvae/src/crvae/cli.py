@@ -164,6 +164,9 @@ def _train_options(f):
         _opt("attention_gain", type=click.Choice(["steps", "one"]), default="steps",
              help="acVAE: y_t = T*alpha[t]*y (steps; new, full-scale y at the uniform start) "
                   "or alpha[t]*y (one; the original, y/T at first)."),
+        _opt("init", type=click.Choice(["original", "pytorch"]), default="original",
+             help="original: the Lua ConvInit/BNInit (conv U(+-1/sqrt(k*k*out)), biases 0, "
+                  "BN 1/0); pytorch: PyTorch 2's layer defaults."),
         _opt("max_alpha", type=click.FloatRange(0, 1), default=1.0,
              help="Cap of the stage-2 fade-in weight."),
         # Optimiser.

@@ -64,6 +64,7 @@ class Config:
     rho_entreg: float = 0.0
     max_alpha: float = 1.0
     attention_gain: str = "steps"  # new: y_t = T alpha[t] y ("steps") or alpha[t] y ("one")
+    init: str = "original"  # original (Lua ConvInit/BNInit) | pytorch (PyTorch 2 defaults)
     # Optimiser.
     LR: float = 0.003
     LR_mult: float = 1.0
@@ -162,6 +163,7 @@ def model_spec(cfg: Config) -> ModelSpec:
         attr_dim=attr,
         gan=cfg.uses_gan,
         attention_gain=float(cfg.timeStep) if cfg.attention_gain == "steps" else 1.0,
+        init=cfg.init,
     )
 
 

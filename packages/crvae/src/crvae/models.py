@@ -27,7 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganlab_common.init import fan_out_uniform_init
+
 __all__ = [
+    "INITS",
+    "init_like_original",
     "CRVAE_TYPES",
     "ACVAE_TYPES",
     "ModelSpec",
@@ -70,6 +74,7 @@ class ModelSpec:
     attr_dim: int = 0  # A (0: unconditional)
     gan: bool = True  # build D
     attention_gain: float = 1.0  # y_t = gain * alpha[t] * y (1: the original; T: see Attention)
+    init: str = "original"  # original (the Lua ConvInit/BNInit) | pytorch (PyTorch 2 defaults)
 
     @property
     def kind(self) -> str:
@@ -556,6 +561,36 @@ class MIHead(nn.Module):
 # Whole models
 
 
+#: ``-init`` choices (see :func:`init_like_original`).
+INITS = ("original", "pytorch")
+
+
+@torch.no_grad()
+def init_like_original(net: nn.Module) -> nn.Module:
+    """The models' ``ConvInit``/``BNInit`` of both repos (crVAE ``models/allconv_*_mnist.lua``
+    164-207, acVAE ``models/allconv_acvaegan_pggan.lua`` 345-512): (transposed) conv weights
+    U(+-1/sqrt(k * k * nOutputPlane)), biases 0; BatchNorm 1 and 0; Linear (and per-step
+    Linear) biases 0, weights Torch's U(+-1/sqrt(in)); the ``nn.Add`` offsets (``mu0``,
+    ``u0``) ``reset(0.01)``, i.e. U(+-0.01 sqrt(3)).  LSTMs, the attention table and
+    BatchDiscrimination keep their own constructors' init."""
+    fan_out_uniform_init(net)
+    bound = 0.01 * math.sqrt(3)
+    for name, p in net.named_parameters():
+        if name.endswith(("u0", "mu0")):
+            p.uniform_(-bound, bound)
+    for m in net.modules():
+        if isinstance(m, StepLinear):
+            m.bias.zero_()
+    return net
+
+
+def _init(net: nn.Module, spec: ModelSpec) -> None:
+    if spec.init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {spec.init!r}")
+    if spec.init == "original":
+        init_like_original(net)
+
+
 class CRVAE(nn.Module):
     """Encoder, latent, decoder (and the acVAE attention and conditional prior)."""
 
@@ -572,6 +607,7 @@ class CRVAE(nn.Module):
                                        spec.attention_gain)
         if spec.conditional and spec.latent_type != "cgan":
             self.prior = ConditionalPrior(spec)
+        _init(self, spec)
 
     def set_fade(self, a: float) -> None:
         """Stage 2 fade-in weight ``a`` of the new 128 px layers."""
@@ -620,6 +656,7 @@ class Discriminator(nn.Module):
         self.trunk = DiscTrunk(spec)
         self.head = GanHead(spec)
         self.mi_head = MIHead(spec)
+        _init(self, spec)
 
     def set_fade(self, a: float) -> None:
         self.trunk.fade = a
