@@ -17,6 +17,7 @@ from ganlab_common.runs import find_run_dir
 from .config import with_defaults
 from .damsm import Encoders, build_encoders
 from .models import G_NET, RNN_ENCODER, attention_mask, build_generator
+from .original_weights import is_original_generator, original_export
 from .text import Vocabulary, tokenize
 from .viz import attention_figure, attention_sheet, captioned_grid
 
@@ -40,6 +41,8 @@ class Generator:
         """The DAMSM encoders (the image one built on demand: it loads Inception)."""
         enc = build_encoders(self.cfg, self.vocab, quiet=quiet)
         enc.text = self.text
+        if "image_encoder" not in self.state:
+            raise UserError("--netG: no DAMSM image encoder beside it (image_encoder*.pth)")
         enc.image.load_projection_state(self.state["image_encoder"])
         enc.image.to(self.device).eval().requires_grad_(False)
         return enc
@@ -54,11 +57,14 @@ def find_generator(outdir: str | os.PathLike) -> Path:
 
 
 def load_generator(path: str | os.PathLike, device: torch.device) -> Generator:
-    """A ``netG.pt`` export or an ``attngan-train`` checkpoint (its averaged G)."""
+    """A ``netG.pt`` export, an ``attngan-train`` checkpoint (its averaged G), or the
+    original's released G (``bird_AttnGAN2.pth``: :mod:`attngan.original_weights`)."""
     path = Path(path)
     if path.is_dir():
         path = path / "netG.pt"
     state = load_checkpoint(path, map_location="cpu", flag="--netG")
+    if is_original_generator(state):  # the original's bird_AttnGAN2.pth & co.
+        state = original_export(state, path)
     if "netG" not in state or "vocab" not in state or "config" not in state:
         raise UserError(f"--netG: '{path}' is not an attngan-train export or checkpoint")
     cfg, vocab = with_defaults(state["config"]), Vocabulary(list(state["vocab"]))
