@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from attngan.config import DEFAULTS, PRESETS, apply_override, load_config, parse_simple_yaml
+from attngan.config import DEFAULTS, PRESETS, apply_override, load_config, parse_yaml
 from attngan.text import (
     Vocabulary,
     load_captions_pickle,
@@ -79,7 +79,9 @@ def test_overrides_and_config_files(tmp_path):
     )
     cfg = load_config(str(yml))
     assert cfg["TRAIN"]["SMOOTH"]["GAMMA1"] == 4.0 and cfg["GAN"]["GF_DIM"] == 32
-    assert parse_simple_yaml("A:\n  B: 2e-4\n") == {"A": {"B": 2e-4}}
+    assert parse_yaml("A:\n  B: 2.0e-4\n") == {"A": {"B": 2e-4}}  # PyYAML (YAML 1.1)
+    yml.write_text("TRAIN:\n  ENCODER_LR: 2e-4\n")  # a string to YAML 1.1, a float here
+    assert load_config(str(yml))["TRAIN"]["ENCODER_LR"] == 2e-4
     toml = tmp_path / "c.toml"
     toml.write_text("[TRAIN]\nBATCH_SIZE = 3\n")
     assert load_config(str(toml))["TRAIN"]["BATCH_SIZE"] == 3

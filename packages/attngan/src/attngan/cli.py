@@ -1,9 +1,12 @@
 """Command-line entry points (click).  Flags mirror ``main.py`` / ``pretrain_DAMSM.py``:
-``--cfg --data_dir --manualSeed``; ``--device`` replaces ``--gpu``.
+``--cfg --gpu --data_dir --manualSeed``; ``--device`` is the new spelling of ``--gpu``.
 
-``--cfg`` is a preset name (the original ``cfg/*.yml`` files, transcribed) or a .json /
-.toml / .yml file; ``--set KEY=VALUE`` overrides one entry.  Without ``--data_dir`` the
-embedded digit scenes are used (presets ``DAMSM/digits`` and ``digits_attn2``).
+``--cfg`` is a .yml/.json/.toml file or a preset name (the original ``cfg/*.yml`` files,
+transcribed; ``cfg/coco_attn2.yml`` names the preset ``coco_attn2`` from any folder);
+``--set KEY=VALUE`` overrides one entry.  The data folder is ``--data_dir``, else the
+config's ``DATA_DIR``; the digits presets use the embedded digit scenes.  A config with
+``TRAIN.FLAG: False`` (the ``eval_*`` presets) samples from ``TRAIN.NET_G`` instead of
+training, as the original ``main.py`` did.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import click
 
 from ganlab_common.errors import UserError
+from ganlab_common.legacy import dry_run_option, gpu_device, note, require_path
 from ganlab_common.runs import device_option, resolve_device
 
 from .config import PRESETS, load_config
@@ -85,10 +89,16 @@ def _config_options(default_cfg: str):
                 show_default=True,
                 help="Continue the newest run of this kind in --outdir.",
             ),
-            click.option(
-                "--dry-run", "dry_run", is_flag=True, help="Print the resolved config and exit."
-            ),
+            dry_run_option(),
             device_option(),
+            click.option(
+                "--gpu",
+                "gpu",
+                type=int,
+                default=None,
+                metavar="N",
+                help="The original's GPU index: N picks cuda:N, -1 the CPU (overrides --device).",
+            ),
         ]
         for option in reversed(options):
             fn = option(fn)
@@ -97,7 +107,26 @@ def _config_options(default_cfg: str):
     return decorate
 
 
-def _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters, data_dir) -> dict:
+def _device(device: str, gpu: int | None) -> str:
+    return device if gpu is None else gpu_device("--gpu", gpu)
+
+
+def _data_dir(cfg: dict, data_dir: str | None) -> str | None:
+    """``--data_dir``, else the config's DATA_DIR; None for the embedded digit scenes."""
+    if cfg["DATASET_NAME"] == "digits" and not data_dir:
+        return None
+    chosen = data_dir or cfg["DATA_DIR"]
+    if not chosen:
+        raise UserError(
+            f"--data_dir: the config is for '{cfg['DATASET_NAME']}'; give its data folder "
+            "(only the digits presets run without one)"
+        )
+    flag = "--data_dir" if data_dir else "DATA_DIR (from --cfg; give yours with --data_dir)"
+    require_path(flag, chosen)
+    return chosen
+
+
+def _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters) -> dict:
     extra = list(overrides)
     if image_encoder:
         extra.append(f"GANLAB.IMAGE_ENCODER={image_encoder}")
@@ -106,11 +135,6 @@ def _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters, d
     if max_iters is not None:
         extra.append(f"GANLAB.MAX_ITERS={max_iters}")
     cfg = load_config(cfg_name, extra)
-    if data_dir is None and cfg["DATASET_NAME"] != "digits":
-        raise UserError(
-            f"--data_dir: the config is for '{cfg['DATASET_NAME']}'; give its data folder "
-            "(only the digits presets run without one)"
-        )
     if cfg["TRAIN"]["BATCH_SIZE"] < 2:
         raise UserError("TRAIN.BATCH_SIZE: expected at least 2 (contrastive losses)")
     return cfg
@@ -130,14 +154,18 @@ def pretrain_damsm(
     resume,
     dry_run,
     device,
+    gpu,
 ):
     """Pre-train the DAMSM text and image encoders (pretrain_DAMSM.py).
 
     \b
     attngan-pretrain-damsm                               # embedded digit scenes
     attngan-pretrain-damsm --cfg DAMSM/bird --data_dir data/birds
+    attngan-pretrain-damsm --cfg cfg/DAMSM/coco.yml --gpu 1 --data_dir data/coco
     """
-    cfg = _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters, data_dir)
+    cfg = _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters)
+    data_dir = _data_dir(cfg, data_dir)
+    device = _device(device, gpu)
     if dry_run:
         click.echo(json.dumps(cfg, indent=2))
         return
@@ -173,20 +201,30 @@ def train(
     resume,
     dry_run,
     device,
+    gpu,
     net_e,
     faithful_mask_bug,
 ):
-    """Train the attentional generator and the discriminators (main.py).
+    """Train the attentional generator and the discriminators (main.py); with a
+    TRAIN.FLAG False config (eval_bird, eval_coco, ...) sample from TRAIN.NET_G instead.
 
     \b
     attngan-train                                        # after attngan-pretrain-damsm
     attngan-train --cfg bird_attn2 --data_dir data/birds --NET_E output/00000-damsm/damsm.pt
+    attngan-train --cfg cfg/eval_bird.yml --set TRAIN.NET_G=output/00001-attngan/netG.pt
     """
     if faithful_mask_bug:
         overrides = (*overrides, "GANLAB.MASK_BUG=true")
-    cfg = _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters, data_dir)
+    cfg = _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters)
+    device = _device(device, gpu)
+    if not cfg["TRAIN"]["FLAG"]:
+        _sample_from_config(cfg, data_dir, device, seed, dry_run)
+        return
+    data_dir = _data_dir(cfg, data_dir)
     if net_e:
         cfg["TRAIN"]["NET_E"] = net_e
+    if cfg["TRAIN"]["NET_E"]:
+        require_path("--NET_E" if net_e else "TRAIN.NET_E", cfg["TRAIN"]["NET_E"], "file")
     if dry_run:
         click.echo(json.dumps(cfg, indent=2))
         return
@@ -195,6 +233,59 @@ def train(
     net_e = cfg["TRAIN"]["NET_E"] or None
     run_dir = train_attngan(cfg, data_dir, outdir, net_e, device, seed, resume, cfg["WORKERS"])
     click.echo(f"generator: {run_dir / 'netG.pt'}")
+
+
+def _example_captions(data_dir: str) -> list[str]:
+    """The original's gen_example input: <data>/example_filenames.txt names caption files."""
+    listing = require_path("DATA_DIR", f"{data_dir}/example_filenames.txt", "file")
+    captions = []
+    for name in listing.read_text().split():
+        captions += _read_captions_file(f"{data_dir}/{name}.txt")
+    return captions
+
+
+def _sample_from_config(cfg: dict, data_dir: str | None, device: str, seed: int,
+                        dry_run: bool) -> None:
+    """TRAIN.FLAG False: what main.py did -- B_VALIDATION: one image per test caption into
+    <NET_G's folder>/valid/; else the example captions (with attention maps) into .../example/.
+    """
+    from pathlib import Path
+
+    net_g = cfg["TRAIN"]["NET_G"]
+    if not net_g:
+        raise UserError("TRAIN.NET_G: TRAIN.FLAG is False (sampling); give the generator "
+                        "with --set TRAIN.NET_G=<netG.pt>")
+    path = require_path("TRAIN.NET_G", net_g, "file")
+    from .evaluate import test_captions
+    from .sample import load_generator, save_samples
+
+    gen = load_generator(path, resolve_device(device))
+    if gen.cfg["DATASET_NAME"] == "digits":
+        if cfg["DATASET_NAME"] != "digits":
+            note(f"TRAIN.NET_G was trained on the embedded digit scenes: its captions come "
+                 f"from them, not from the config's {cfg['DATASET_NAME']} DATA_DIR")
+        data = None
+    else:
+        data = _data_dir({**cfg, "DATASET_NAME": gen.cfg["DATASET_NAME"]}, data_dir)
+    validation = cfg["B_VALIDATION"]
+    if validation:
+        from .data import load_records
+
+        count = len(load_records(gen.cfg, data, "test").captions)
+        captions = test_captions(gen.cfg, data, count)
+    elif data is None:
+        captions = test_captions(gen.cfg, None, 16)
+    else:
+        captions = _example_captions(data)
+    target = path.parent / ("valid" if validation else "example")
+    plan = {"mode": "B_VALIDATION" if validation else "example", "NET_G": str(path),
+            "captions": len(captions), "target": str(target)}
+    if dry_run:
+        click.echo(json.dumps({**plan, "config": cfg}, indent=2))
+        return
+    size = max(1, min(cfg["TRAIN"]["BATCH_SIZE"], 64))
+    paths = save_samples(gen, captions, Path(target), seed, size, attention=not validation)
+    click.echo(f"{len(paths)} images in {target}")
 
 
 def _read_captions_file(path: str) -> list[str]:

@@ -1,12 +1,13 @@
 """AttnGAN configuration: the keys of the original ``miscc/config.py``, presets and overrides.
 
-The original reads ``--cfg <file>.yml`` with pyyaml into an EasyDict.  pyyaml is not a
-dependency here, so ``--cfg`` takes
+The original reads ``--cfg <file>.yml`` with PyYAML into an EasyDict; so does this one.
+``--cfg`` takes
 
-* a preset name (the original ``cfg/*.yml`` files, transcribed: :data:`PRESETS`), or
-* a file: ``.json``, ``.toml`` (stdlib ``tomllib``) or ``.yml``/``.yaml`` in the subset the
-  original files use (nested ``KEY: value`` mappings, scalars, ``#`` comments), read by
-  :func:`parse_simple_yaml`;
+* a file: ``.yml``/``.yaml`` (PyYAML's ``safe_load``), ``.json`` or ``.toml``;
+* a preset name (the original ``cfg/*.yml`` files, transcribed: :data:`PRESETS`), also
+  spelled as the original's path when no such file exists: ``cfg/coco_attn2.yml`` and
+  ``cfg/DAMSM/bird.yml`` name the presets ``coco_attn2`` and ``DAMSM/bird`` from any folder
+  (:func:`preset_name`);
 
 and ``--set KEY=VALUE`` overrides single entries (``--set TRAIN.BATCH_SIZE=8``).  Every key
 must exist in :data:`DEFAULTS` and keep its type; anything else is a one-line UserError.
@@ -22,9 +23,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ganlab_common.errors import UserError
 
-__all__ = ["DEFAULTS", "PRESETS", "load_config", "apply_override", "parse_simple_yaml"]
+__all__ = ["DEFAULTS", "PRESETS", "load_config", "apply_override", "parse_yaml", "preset_name"]
 
 # The defaults of miscc/config.py (taoxugit/AttnGAN @0d000e6), plus the GANLAB section.
 DEFAULTS: dict[str, Any] = {
@@ -142,44 +145,18 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
     raise UserError(f"--cfg: '{name}' expects a {kind.__name__}, got {value!r}")
 
 
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    if text in ("True", "true", "yes"):
-        return True
-    if text in ("False", "false", "no"):
-        return False
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+def parse_yaml(text: str, source: str = "--cfg") -> dict:
+    """A YAML document (PyYAML ``safe_load``, as the original) as a dict; ``{}`` when empty.
 
-
-def parse_simple_yaml(text: str, source: str = "--cfg") -> dict:
-    """Parse the YAML subset of the original ``cfg/*.yml`` files (nested mappings, scalars)."""
-    root: dict = {}
-    stack: list[tuple[int, dict]] = [(-1, root)]
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        key, sep, value = line.strip().partition(":")
-        if not sep or not key:
-            raise UserError(f"{source}: line {number}: expected 'KEY: value', got {raw.strip()!r}")
-        while indent <= stack[-1][0]:
-            stack.pop()
-        parent = stack[-1][1]
-        if value.strip():
-            parent[key.strip()] = _scalar(value)
-        else:
-            child: dict = {}
-            parent[key.strip()] = child
-            stack.append((indent, child))
-    return root
+    YAML 1.1 reads ``2e-4`` (no dot) as a string; :func:`load_config` converts it to the
+    float that the key holds.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{source}: not valid YAML ({first})") from None
+    return {} if data is None else data
 
 
 def read_config_file(path: Path) -> dict:
@@ -193,7 +170,7 @@ def read_config_file(path: Path) -> dict:
         elif path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yml", ".yaml"):
-            data = parse_simple_yaml(text, f"--cfg {path}")
+            data = parse_yaml(text, f"--cfg {path}")
         else:
             raise UserError(f"--cfg: '{path}': expected a .json, .toml or .yml file")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -215,18 +192,40 @@ def apply_override(cfg: dict, assignment: str) -> dict:
     return _merge(cfg, nested)
 
 
+def preset_name(source: str) -> str | None:
+    """The preset that ``source`` names: itself, or an original path such as
+    ``cfg/coco_attn2.yml`` / ``code/cfg/DAMSM/bird.yml`` (None when it names none)."""
+    if source in PRESETS:
+        return source
+    path = Path(source)
+    if path.suffix not in (".yml", ".yaml"):
+        return None
+    for name in (f"{path.parent.name}/{path.stem}", path.stem):
+        if name in PRESETS:
+            return name
+    return None
+
+
+def _source_data(source: str) -> dict:
+    """An existing file wins; otherwise a preset by name or original path."""
+    if Path(source).is_file():
+        return read_config_file(Path(source))
+    name = preset_name(source)
+    if name is None:
+        return read_config_file(Path(source))  # the "neither a preset nor a file" error
+    return PRESETS[name]
+
+
 def load_config(
     cfg: str | None, overrides: tuple[str, ...] | list[str] = (), base: str | None = None
 ) -> dict:
-    """Defaults, then ``base`` preset, then ``cfg`` (preset name or file), then ``--set``."""
+    """Defaults, then ``base`` preset, then ``cfg`` (file, preset name or the original's
+    ``cfg/<name>.yml`` path), then ``--set``."""
     config = copy.deepcopy(DEFAULTS)
     for source in (base, cfg):
         if not source:
             continue
-        data = PRESETS.get(source)
-        if data is None:
-            data = read_config_file(Path(source))
-        config = _merge(config, data)
+        config = _merge(config, _source_data(source))
     for assignment in overrides:
         config = apply_override(config, assignment)
     return config
@@ -252,12 +251,15 @@ def get(cfg: dict, dotted: str) -> Any:
     return value
 
 
-# The original cfg/*.yml files, transcribed (paths rewritten: NET_E/NET_G are flags here).
+# The original cfg/*.yml files, transcribed.  DATA_DIR is the original's (relative to its
+# code/ folder: give --data_dir for yours); NET_E is left out (--NET_E, or the newest DAMSM
+# run); the eval presets keep their NET_G (the released models: --set TRAIN.NET_G=<ours>).
 _SMOOTH_BIRD = {"GAMMA1": 4.0, "GAMMA2": 5.0, "GAMMA3": 10.0}
 PRESETS: dict[str, dict] = {
     "DAMSM/bird": {
         "CONFIG_NAME": "DAMSM",
         "DATASET_NAME": "birds",
+        "DATA_DIR": "../data/birds",
         "WORKERS": 1,
         "TREE": {"BRANCH_NUM": 1, "BASE_SIZE": 299},
         "TRAIN": {
@@ -274,6 +276,7 @@ PRESETS: dict[str, dict] = {
     "DAMSM/coco": {
         "CONFIG_NAME": "DAMSM",
         "DATASET_NAME": "coco",
+        "DATA_DIR": "../data/coco",
         "WORKERS": 1,
         "TREE": {"BRANCH_NUM": 1, "BASE_SIZE": 299},
         "TRAIN": {
@@ -290,6 +293,7 @@ PRESETS: dict[str, dict] = {
     "bird_attn2": {
         "CONFIG_NAME": "attn2",
         "DATASET_NAME": "birds",
+        "DATA_DIR": "../data/birds",
         "WORKERS": 4,
         "TREE": {"BRANCH_NUM": 3},
         "TRAIN": {
@@ -308,6 +312,7 @@ PRESETS: dict[str, dict] = {
     "coco_attn2": {
         "CONFIG_NAME": "glu-gan2",
         "DATASET_NAME": "coco",
+        "DATA_DIR": "../data/coco",
         "WORKERS": 4,
         "TREE": {"BRANCH_NUM": 3},
         "TRAIN": {
@@ -326,6 +331,7 @@ PRESETS: dict[str, dict] = {
     "bird_attnDCGAN2": {
         "CONFIG_NAME": "attn2-dcgan",
         "DATASET_NAME": "birds",
+        "DATA_DIR": "../data/birds",
         "WORKERS": 4,
         "TREE": {"BRANCH_NUM": 3},
         "TRAIN": {
@@ -342,22 +348,50 @@ PRESETS: dict[str, dict] = {
     "eval_bird": {
         "CONFIG_NAME": "attn2",
         "DATASET_NAME": "birds",
+        "DATA_DIR": "../data/birds",
         "WORKERS": 1,
         "B_VALIDATION": False,
         "TREE": {"BRANCH_NUM": 3},
-        "TRAIN": {"FLAG": False, "B_NET_D": False, "BATCH_SIZE": 100},
+        "TRAIN": {
+            "FLAG": False,
+            "NET_G": "../models/bird_AttnGAN2.pth",
+            "B_NET_D": False,
+            "BATCH_SIZE": 100,
+        },
         "GAN": {"DF_DIM": 64, "GF_DIM": 32, "Z_DIM": 100, "R_NUM": 2},
         "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 10, "WORDS_NUM": 25},
     },
     "eval_coco": {
         "CONFIG_NAME": "attn2",
         "DATASET_NAME": "coco",
+        "DATA_DIR": "../data/coco",
         "WORKERS": 1,
         "B_VALIDATION": False,
         "TREE": {"BRANCH_NUM": 3},
-        "TRAIN": {"FLAG": False, "B_NET_D": False, "BATCH_SIZE": 100},
+        "TRAIN": {
+            "FLAG": False,
+            "NET_G": "../models/coco_AttnGAN2.pth",
+            "B_NET_D": False,
+            "BATCH_SIZE": 100,
+        },
         "GAN": {"DF_DIM": 96, "GF_DIM": 48, "Z_DIM": 100, "R_NUM": 3},
         "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 5, "WORDS_NUM": 20},
+    },
+    "eval_bird_attnDCGAN2": {
+        "CONFIG_NAME": "attn2-dcgan",
+        "DATASET_NAME": "birds",
+        "DATA_DIR": "../data/birds",
+        "WORKERS": 1,
+        "B_VALIDATION": False,
+        "TREE": {"BRANCH_NUM": 3},
+        "TRAIN": {
+            "FLAG": False,
+            "NET_G": "../models/bird_AttnDCGAN2.pth",
+            "B_NET_D": False,
+            "BATCH_SIZE": 100,
+        },
+        "GAN": {"DF_DIM": 64, "GF_DIM": 32, "Z_DIM": 100, "R_NUM": 0, "B_DCGAN": True},
+        "TEXT": {"EMBEDDING_DIM": 256, "CAPTIONS_PER_IMAGE": 10, "WORDS_NUM": 25},
     },
 }
 
