@@ -175,11 +175,11 @@ def dataset(path: str | None, out: str, workers: int, seed: int) -> None:
 @click.option("--denoise", is_flag=True,
               help="Also write denoised sample grids, using the newest facegan-denoiser run "
                    "at this scale in --save (an error when there is none).")
-@click.option("--init", type=click.Choice(["default", "eyescream"]), default="default",
+@click.option("--init", type=click.Choice(["eyescream", "default"]), default="eyescream",
               show_default=True,
-              help="default: PyTorch's layer init; eyescream: the original N(0, 0.005) on "
-                   "top-level modules only, which also sets G's BatchNorm gains and PReLU "
-                   "slopes to ~0 (G starts as a flat grey image).")
+              help="eyescream: the original (train.lua:137-138) N(0, 0.005) on top-level "
+                   "modules only, which also sets G's BatchNorm gains and PReLU slopes to ~0 "
+                   "(G starts as a flat grey image); default: PyTorch's layer init.")
 @_retired("--weightsVisFreq", "there is no live display")
 def train(**flags) -> None:
     """Train the face G/D pair (train.lua) on LFW faces at 16 or 32 px.

@@ -98,7 +98,7 @@ class TrainConfig:
     grayscale: bool | None = None  # None: grey for the embedded faces, colour for a folder
     denoise: bool = False
     dataset: str | None = None
-    init: str = "default"
+    init: str = "eyescream"  # the original's initializeWeights; "default": PyTorch's
     width: float = 1.0  # new: scales every hidden channel count
     device: str = "auto"
     resume: bool = False
@@ -126,7 +126,7 @@ def run_name(scale: int, channels: int) -> str:
     return f"train-{scale}px-{'gray' if channels == 1 else 'color'}"
 
 
-def build_models(channels: int, scale: int, noise_dim: int, init: str = "default",
+def build_models(channels: int, scale: int, noise_dim: int, init: str = "eyescream",
                  width: float = 1.0) -> tuple[Generator, nn.Module]:
     """G and D for ``scale``; ``init="eyescream"`` applies the original N(0, 0.005) init."""
     G = Generator(channels, scale, noise_dim, width)
