@@ -76,12 +76,16 @@ def test_start_numbers_runs_and_writes_every_flag(tmp_path):
 
 
 def test_resume_reuses_the_newest_run_of_that_name(tmp_path):
-    assert Run.start(tmp_path, "dcgan", {}, resume=True).dir.name == "00000-dcgan"  # none yet
-    Run.start(tmp_path, "dcgan", {})
-    Run.start(tmp_path, "other", {})
+    with pytest.raises(UserError, match="no 'dcgan' run .* has a loadable checkpoint"):
+        Run.start(tmp_path, "dcgan", {}, resume=True)  # none yet: an error, never a new run
+    assert not list(tmp_path.iterdir())
+    Run.start(tmp_path, "dcgan", {}).checkpoints.save(1, {})
+    Run.start(tmp_path, "dcgan", {}).checkpoints.save(2, {})
+    Run.start(tmp_path, "other", {}).checkpoints.save(3, {})
     resumed = Run.start(tmp_path, "dcgan", {"niter": 5}, resume=True)
     assert resumed.dir.name == "00001-dcgan"
     assert json.loads((resumed.dir / "config.json").read_text()) == {"niter": 5}
+    assert resumed.checkpoints.load_latest()["step"] == 2
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["00000-dcgan", "00001-dcgan", "00002-other"]
 
@@ -266,8 +270,11 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.mark.parametrize("interruption", [OSError("disk full"), KeyboardInterrupt()])
-def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, interruption):
+@pytest.mark.parametrize(
+    ("interruption", "raised"), [(OSError("disk full"), UserError), (KeyboardInterrupt(), None)]
+)
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, interruption,
+                                                        raised):
     manager = CheckpointManager(tmp_path, keep=3)
     manager.save(1, {"w": torch.arange(4.0)})
 
@@ -276,7 +283,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, i
         raise interruption
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(type(interruption)):
+    with pytest.raises(raised or type(interruption)):  # a failed write: one-line UserError
         manager.save(2, {"w": torch.zeros(4)})
     monkeypatch.undo()
     assert _files(tmp_path) == ["ckpt-000001.pt"]  # no temp file, no partial ckpt-000002

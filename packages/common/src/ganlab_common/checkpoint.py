@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ __all__ = [
     "atomic_save",
     "capture_rng_state",
     "load_checkpoint",
+    "move_to",
     "restore_rng_state",
     "state_dicts",
     "load_state_dicts",
@@ -54,6 +57,11 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def _kept_note(directory: Path) -> str:
+    kept = sorted(directory.glob("*.pt")) if directory.is_dir() else []
+    return f"kept: {kept[-1]}" if kept else "no earlier checkpoint was kept"
 
 
 def _umask() -> int:
@@ -147,6 +155,8 @@ class CheckpointManager:
         self.prefix = prefix
         self.keep = keep
         self.readonly = readonly
+        self.loaded_path: Path | None = None  # the file the last load_latest() used
+        self._preloaded: tuple[Path, dict] | None = None
 
     def path(self, step: int) -> Path:
         return self.directory / f"{self.prefix}-{step:06d}.pt"
@@ -165,7 +175,8 @@ class CheckpointManager:
     def save(self, step: int, state: dict) -> Path | None:
         """Atomically write ``state`` for ``step`` (with RNG states) and prune old files.
 
-        Temp files left by a save that was killed are removed first.
+        Temp files left by a save that was killed are removed first.  A write that fails
+        (disk full, folder made read-only) is a one-line UserError naming what was kept.
         """
         if self.readonly:
             return None
@@ -173,7 +184,14 @@ class CheckpointManager:
             for leftover in self.directory.glob(f".{self.prefix}-*.tmp"):
                 leftover.unlink(missing_ok=True)
         state = {**state, "step": step, "rng": capture_rng_state()}
-        path = atomic_save(state, self.path(step))
+        try:
+            path = atomic_save(state, self.path(step))
+        except OSError as exc:
+            raise UserError(
+                f"{self.path(step)}: could not write the checkpoint of step {step} "
+                f"({exc.strerror or ' '.join(str(exc).split()) or type(exc).__name__}); "
+                f"{_kept_note(self.directory)}"
+            ) from None
         if self.keep > 0:
             for _, old in self.list()[: -self.keep]:
                 old.unlink(missing_ok=True)
@@ -183,14 +201,51 @@ class CheckpointManager:
         items = self.list()
         return items[-1][1] if items else None
 
+    def iter_loadable(
+        self, map_location: str | torch.device = "cpu", announce: bool = True
+    ) -> Iterator[tuple[Path, dict]]:
+        """``(path, state)`` of every checkpoint that loads, newest first.
+
+        An unreadable one (cut short, overwritten, not a checkpoint) is skipped with a
+        one-line note on stderr when ``announce``.
+        """
+        for _, path in reversed(self.list()):
+            try:
+                yield path, load_checkpoint(path, map_location, flag="--resume")
+            except UserError as exc:
+                if announce:
+                    print(f"warning: {exc.message}; trying an older checkpoint", file=sys.stderr)
+
+    def preload(self, path: Path, state: dict) -> None:
+        """Hand ``state`` (already loaded from ``path``) to the next :meth:`load_latest`."""
+        self._preloaded = (Path(path), state)
+
     def load_latest(
         self, map_location: str | torch.device = "cpu", restore_rng: bool = True
     ) -> dict | None:
-        """The newest checkpoint (RNG states restored), or ``None`` when there is none."""
-        path = self.latest()
-        if path is None:
-            return None
-        state = load_checkpoint(path, map_location, flag="--resume")
-        if restore_rng and "rng" in state:
+        """The newest checkpoint that loads (RNG states restored), or ``None`` when none does.
+
+        A corrupt newest checkpoint is skipped, saying so, for the one before it;
+        :attr:`loaded_path` says which file was used.
+        """
+        preloaded, self._preloaded = self._preloaded, None
+        if preloaded is not None and preloaded[0].is_file():
+            path, state = preloaded[0], move_to(preloaded[1], map_location)
+        else:
+            path, state = next(self.iter_loadable(map_location, announce=not self.readonly),
+                                (None, None))
+        self.loaded_path = path
+        if state is not None and restore_rng and "rng" in state:
             restore_rng_state(state["rng"])
         return state
+
+
+def move_to(obj: Any, device: str | torch.device) -> Any:
+    """``obj`` with every tensor inside (dicts, lists, tuples) moved to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: move_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, list | tuple) and not hasattr(obj, "_fields"):
+        return type(obj)(move_to(v, device) for v in obj)
+    return obj

@@ -6,7 +6,25 @@ Every CLI lets :class:`UserError` propagate to click, which prints a single
 
 from __future__ import annotations
 
+import re
+
 import click
+
+_WORKER_HEADER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
+_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*: ")
+
+
+def _worker_message(message: str) -> str:
+    """The original one-line message of a UserError re-raised from a DataLoader worker.
+
+    torch re-raises a worker's exception as ``type(exc)(text)`` where ``text`` is
+    "Caught UserError in DataLoader worker process 0." plus the worker's traceback, whose
+    last line is ``<module>.UserError: <message>``.
+    """
+    if not _WORKER_HEADER.match(message):
+        return message
+    lines = [line for line in message.splitlines() if line.strip()]
+    return _CLASS_PREFIX.sub("", lines[-1], count=1) if len(lines) > 1 else message
 
 
 class UserError(click.ClickException):
@@ -16,3 +34,6 @@ class UserError(click.ClickException):
     """
 
     exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_worker_message(message))

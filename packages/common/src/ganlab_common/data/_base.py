@@ -8,8 +8,11 @@ message ``"<full path>: <what was wrong and what was expected>"``, or
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
+from multiprocessing.context import get_spawning_popen
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,8 @@ Transform = Callable[[Image.Image], Any]
 PathLike = str | os.PathLike
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: A lazy dataset gives up (UserError) after this many unreadable images in a row.
+MAX_UNREADABLE_IN_A_ROW = 32
 DATA_EXTRA_HINT = "install the data extra: pip install 'ganlab-common[data]'"
 
 
@@ -120,16 +125,75 @@ def parse_int(text: str, path: Path, lineno: int, what: str) -> int:
 # Images.
 
 
+class UnreadableImageError(UserError):
+    """An image file that is missing or cannot be decoded (a UserError naming the file)."""
+
+
 def open_image(path: Path, mode: str | None = "RGB") -> Image.Image:
-    """Read an image file fully into memory, converted to PIL ``mode`` (None keeps it)."""
+    """Read an image file fully into memory, converted to PIL ``mode`` (None keeps it).
+
+    Raises :class:`UnreadableImageError` (a one-line UserError) when it cannot.
+    """
     try:
         with Image.open(path) as image:
             image.load()
             return image.convert(mode) if mode else image.copy()
     except FileNotFoundError:
-        raise UserError(f"{path}: image file not found") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UserError(f"{path}: not a readable image ({one_line(exc)})") from None
+        raise UnreadableImageError(f"{path}: image file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UnreadableImageError(f"{path}: not a readable image ({one_line(exc)})") from None
+
+
+class SkipCounter:
+    """How many unreadable images were skipped, summed over DataLoader worker processes.
+
+    The count lives in shared memory that worker processes inherit; a copy made any other
+    way (pickle, deepcopy) starts its own count from the current value.
+    """
+
+    def __init__(self, value: int = 0) -> None:
+        self._shared = multiprocessing.Value("q", value)
+
+    @property
+    def value(self) -> int:
+        return int(self._shared.value)
+
+    def add(self, n: int = 1) -> None:
+        with self._shared.get_lock():
+            self._shared.value += n
+
+    def __getstate__(self) -> dict:
+        if get_spawning_popen() is not None:  # handing it to a new worker process
+            return {"shared": self._shared}
+        return {"value": self.value}
+
+    def __setstate__(self, state: dict) -> None:
+        if "shared" in state:
+            self._shared = state["shared"]
+        else:
+            self.__init__(state["value"])
+
+
+def skipped_images(dataset: Any) -> int:
+    """Unreadable images skipped so far by ``dataset`` (looks inside Subset/Concat wrappers)."""
+    counter = getattr(dataset, "unreadable", None)
+    total = counter.value if isinstance(counter, SkipCounter) else 0
+    for attr in ("dataset", "_images"):
+        inner = getattr(dataset, attr, None)
+        if inner is not None and inner is not dataset:
+            total += skipped_images(inner)
+    for inner in getattr(dataset, "datasets", None) or ():
+        total += skipped_images(inner)
+    return total
+
+
+def report_skipped_images(dataset: Any) -> int:
+    """Print a one-line summary to stderr when ``dataset`` skipped unreadable images."""
+    count = skipped_images(dataset)
+    if count:
+        print(f"warning: {count} read(s) of unreadable images were skipped, each replaced "
+              "by the next readable image (files named in the warnings above)", file=sys.stderr)
+    return count
 
 
 def pil_to_float(image: Image.Image) -> torch.Tensor:
@@ -184,13 +248,35 @@ class ImageDataset(Dataset):
 
     def __init__(self, transform: Transform | None = None) -> None:
         self.transform = transform
+        self.unreadable = SkipCounter()
+        self._warned: set[int] = set()
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
+        """Item ``index``; an unreadable image file is skipped (warned once, counted) for
+        the next readable one, so one bad file never stops a training run."""
+        for attempt in range(min(MAX_UNREADABLE_IN_A_ROW, len(self))):
+            current = (index + attempt) % len(self)
+            try:
+                return self._item(current)
+            except UnreadableImageError as exc:
+                self._skip(current, exc)
+        raise UserError(f"{self.source}: {MAX_UNREADABLE_IN_A_ROW} unreadable images in a "
+                        f"row from item {index} on (see the warnings); check the folder")
+
+    def _item(self, index: int) -> tuple[Any, Any]:
         if self.transform is not None:
             image = self.transform(self._pil(index))
         else:
             image = self._tensor(index)
         return image, self._target(index)
+
+    def _skip(self, index: int, exc: UnreadableImageError) -> None:
+        if not hasattr(self, "unreadable"):  # a subclass that skipped __init__
+            self.unreadable, self._warned = SkipCounter(), set()
+        self.unreadable.add()
+        if index not in self._warned:
+            self._warned.add(index)
+            print(f"warning: skipping {exc.message}", file=sys.stderr)
 
     def __len__(self) -> int:
         raise NotImplementedError
