@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import click
 
 from ganlab_common.errors import UserError
+from ganlab_common.legacy import dry_run_option, gpu_device, note, parse_bool, require_path
 from ganlab_common.runs import amp_option, device_option
 
 from .data import DATASETS
@@ -64,9 +68,16 @@ from .train import TrainConfig, train
 # Runs and checkpoints.
 @click.option("--session", type=click.IntRange(min=0), default=1, show_default=True,
               help="Session number; names the run folder and the checkpoints.")
-@click.option("--evaluate", is_flag=True,
+@click.option("--evaluate", is_flag=False, flag_value="True", default="False",
+              metavar="[True|False]",
               help="Load --netG and write samples and the layer decomposition; no training. "
-                   "(A plain flag: the original's '--evaluate False' also meant True.)")
+                   "'--evaluate' alone or '--evaluate True' as in the original (whose "
+                   "type=bool also read 'False' as True; here False trains).")
+@click.option("--epoch_s", "--epoch-s", "epoch_s", type=click.IntRange(min=0), default=0,
+              show_default=True,
+              help="The original's restart: continue from --netG/--netD as after epoch N, "
+                   "training the remaining --niter minus N epochs (this run numbers them "
+                   "from 0).")
 @click.option("--netG", "netG", type=click.Path(dir_okay=False), default="",
               help="Generator checkpoint to start from (or to evaluate).")
 @click.option("--netD", "netD", type=click.Path(dir_okay=False), default="",
@@ -79,11 +90,14 @@ from .train import TrainConfig, train
               help="Checkpoint subfolder of the run folder.")
 @click.option("--resume", is_flag=True,
               help="Continue the newest run of this dataset/session from its last checkpoint.")
-@click.option("--cuda", is_flag=True, hidden=True, expose_value=False,
-              callback=lambda c, p, v: _refuse("--cuda") if v else None,
-              help="Replaced by --device.")
-@click.option("--ngpu", type=int, hidden=True, expose_value=False,
-              callback=lambda c, p, v: _refuse("--ngpu") if v is not None else None)
+@click.option("--cuda", is_flag=False, flag_value="True", default=None,
+              metavar="[True|False]",
+              help="The original's device flag: True (or alone) runs on the GPU, False on the "
+                   "CPU (overrides --device).")
+@click.option("--ngpu", type=click.IntRange(min=0), default=None,
+              help="The original's GPU count: 0 runs on the CPU, 1 on the GPU; more GPUs: "
+                   "torchrun --nproc_per_node N lrgan-train ... (overrides --device).")
+@dry_run_option()
 def main(**flags) -> None:
     """Train LR-GAN (Yang et al., ICLR 2017): a background, then foregrounds pasted with
     learned masks and poses through the STNM op.
@@ -100,15 +114,61 @@ def main(**flags) -> None:
     images/ (samples, bgimg, fgimg<t>, fgmask<t>, canvas<t>, final, layers) and models/.
     On CPU an mnist-two epoch (4,000 images, T=3, 64 px) takes a few minutes.
     """
-    cfg = TrainConfig(**flags)
+    dry_run = flags.pop("dry_run")
+    cfg = TrainConfig(**_original_flags(flags))
     _check(cfg)
+    _check_paths(cfg)
+    _embedded_notice(cfg)
+    if dry_run:
+        click.echo(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return
     run = train(cfg)
     click.echo(f"wrote {run.dir}")
 
 
-def _refuse(flag: str) -> None:
-    raise UserError(f"{flag}: no longer used; pick the device with --device auto|cpu|cuda "
-                    "and scale out with torchrun --nproc_per_node N")
+def _original_flags(flags: dict) -> dict:
+    """--evaluate/--cuda True|False, --ngpu and --epoch_s turned into TrainConfig fields."""
+    flags["evaluate"] = parse_bool("--evaluate", flags["evaluate"])
+    cuda, ngpu = flags.pop("cuda"), flags.pop("ngpu")
+    if cuda is not None:
+        flags["device"] = gpu_device("--cuda", 0, "--cuda") if parse_bool("--cuda", cuda) \
+            else "cpu"
+    if ngpu is not None:
+        flags["device"] = "cpu" if ngpu == 0 else gpu_device("--ngpu", 0, f"--ngpu {ngpu}")
+        if ngpu > 1:
+            note(f"--ngpu {ngpu}: one process uses one GPU; for {ngpu} GPUs run "
+                 f"torchrun --nproc_per_node {ngpu} lrgan-train ...")
+    epoch_s = flags.pop("epoch_s")
+    if epoch_s and not flags["evaluate"]:
+        if not (flags["netG"] or flags["netD"]):
+            raise UserError(f"--epoch_s {epoch_s}: continues a run from its --netG/--netD "
+                            "checkpoints; give them")
+        if epoch_s >= flags["niter"]:
+            raise UserError(f"--epoch_s {epoch_s}: nothing left to train with --niter "
+                            f"{flags['niter']}")
+        note(f"--epoch_s {epoch_s}: training epochs {epoch_s}-{flags['niter'] - 1} of "
+             f"--niter {flags['niter']} from --netG/--netD (numbered from 0 in this run)")
+        flags["niter"] -= epoch_s
+    return flags
+
+
+def _check_paths(cfg: TrainConfig) -> None:
+    """The folders and files the flags name exist (one-line errors naming them)."""
+    if cfg.dataroot:
+        hint = ("the original downloaded CIFAR-10 into it; here nothing is downloaded: put "
+                "cifar-10-batches-py/ there") if cfg.dataset == "cifar10" else ""
+        require_path("--dataroot", cfg.dataroot, hint=hint)
+    for flag, path in (("--netG", cfg.netG), ("--netD", cfg.netD)):
+        if path:
+            require_path(flag, path, "file")
+
+
+def _embedded_notice(cfg: TrainConfig) -> None:
+    """No silent small data: say when CIFAR-10 is the 20 embedded images, not the 50,000."""
+    if cfg.dataset == "cifar10" and not cfg.dataroot:
+        note("--dataset cifar10 without --dataroot uses the 20 CIFAR-10 test images embedded "
+             "from the foolbox wheel (the original downloaded the 50,000 training images); "
+             "for those, point --dataroot at a folder holding cifar-10-batches-py/")
 
 
 def _check(cfg: TrainConfig) -> None:
