@@ -469,8 +469,13 @@ class D_NET(nn.Module):
 
 
 def weights_init(m: nn.Module) -> None:
-    """Orthogonal conv/linear weights, BN gamma ~ N(1, 0.02) (``miscc/utils.py``)."""
-    if isinstance(m, nn.Conv2d | nn.Linear):
+    """Orthogonal conv/linear weights, BN gamma ~ N(1, 0.02) (``miscc/utils.py:286-296``).
+
+    As there, conv biases (only D's logit convs have one) keep the framework's default,
+    U(+-1/sqrt(fan_in)) then as now; Linear biases start at 0."""
+    if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.orthogonal_(m.weight, 1.0)
+    elif isinstance(m, nn.Linear):
         nn.init.orthogonal_(m.weight, 1.0)
         if m.bias is not None:
             nn.init.zeros_(m.bias)

@@ -106,10 +106,14 @@ def _save_grids(run: Run, step: int, enc: Encoders, net_g, avg_params, fixed: di
         return
     words, sent, mask = encode_text(enc, fixed["caption"], fixed["cap_len"])
     g = unwrap(net_g)
+    # train mode (batch statistics), as trainer.py:305-310 drew its grids; BN's running
+    # statistics are put back, so grids do not change what training or eval see
+    stats = {k: b.clone() for k, b in g.named_buffers()}
+    g.train()
     with ema_weights(g, avg_params):
-        g.eval()
         fakes, att_maps, _, _ = g(fixed["noise"], sent, words, mask, fixed["ca_noise"])
-        g.train()
+    for k, b in g.named_buffers():
+        b.copy_(stats[k])
     texts = [
         " ".join(enc.vocab.decode(c[: int(n)].tolist()))
         for c, n in zip(fixed["caption"], fixed["cap_len"])
