@@ -179,7 +179,8 @@ def test_output_under_a_file_is_a_one_line_error(tmp_path):
         check_writable_dir(blocker / "runs", "--outf")
     with pytest.raises(UserError, match="cannot create the output folder"):
         new_run_dir(blocker / "runs", "gan")
-    assert check_writable_dir(tmp_path / "a" / "b", "--outf").is_dir()
+    assert check_writable_dir(tmp_path / "a" / "b", "--outf") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()  # checked, nothing left behind
 
 
 def test_a_failed_checkpoint_write_names_what_was_kept(tmp_path, monkeypatch):

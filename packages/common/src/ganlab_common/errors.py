@@ -7,6 +7,7 @@ Every CLI lets :class:`UserError` propagate to click, which prints a single
 from __future__ import annotations
 
 import re
+from typing import IO, Any
 
 import click
 
@@ -27,7 +28,25 @@ def _worker_message(message: str) -> str:
     return _CLASS_PREFIX.sub("", lines[-1], count=1) if len(lines) > 1 else message
 
 
-class UserError(click.ClickException):
+def _close_progress_bars() -> None:
+    """Close every open tqdm bar, so that what is printed next starts on its own line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+class OwnLineError(click.ClickException):
+    """A ClickException whose ``Error:`` line never lands on a progress bar's line."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        _close_progress_bars()
+        super().show(file)
+
+
+class UserError(OwnLineError):
     """A mistake in a flag, a file or a folder the user gave us.
 
     The message must name the flag or file and say what was expected.

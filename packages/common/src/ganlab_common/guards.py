@@ -10,21 +10,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import click
 import torch
 
-from .errors import UserError
+from .errors import OwnLineError, UserError
 
 __all__ = ["NonFiniteLossError", "check_finite_losses", "check_writable_dir"]
 
 
-class NonFiniteLossError(click.ClickException):
+class NonFiniteLossError(OwnLineError):
     """Training diverged: a loss became NaN or infinite (one ``Error:`` line, exit code 1)."""
 
     exit_code = 1
@@ -66,12 +66,15 @@ def check_finite_losses(
 
 
 def check_writable_dir(path: str | os.PathLike, flag: str) -> Path:
-    """Create ``path`` (and parents) and check a file can be written in it.
+    """Check that ``path`` can be created (with its parents) and written in; leave no trace.
 
     One-line UserError naming ``flag`` when it cannot (a path under a file, no permission,
-    a read-only or full file system); call it before loading data or building models.
+    a read-only or full file system).  Folders created for the check are removed again, so
+    a later error still leaves nothing behind; call it before loading data or building
+    models.
     """
     path = Path(path).expanduser()
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path) as probe:
@@ -83,4 +86,8 @@ def check_writable_dir(path: str | os.PathLike, flag: str) -> Path:
         if isinstance(exc, NotADirectoryError | FileExistsError):
             reason = "it or a folder above it is a file"
         raise UserError(f"{flag}: cannot write to '{path}' ({reason})") from None
+    finally:
+        for created in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                created.rmdir()
     return path

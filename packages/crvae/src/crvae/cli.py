@@ -9,6 +9,7 @@ import click
 
 from ganlab_common.errors import UserError
 from ganlab_common.legacy import dry_run_option, gpu_device, note, require_path, set_threads
+from ganlab_common.options import SEED, FiniteFloat
 
 from .config import LATENT_TYPES, Config, validate
 from .data import DATASETS
@@ -20,7 +21,7 @@ def _opt(name: str, **kwargs):
 
 
 _POS_INT = click.IntRange(min=1)
-_NONNEG = click.FloatRange(min=0)
+_NONNEG = FiniteFloat(min=0)
 _DEFAULTS = Config()
 # The originals' spellings: main_mnist.lua's dataset name and acVAE's model-file names
 # (<type>_pggan_pretrain: stage 1 at 64 px; <type>_pggan: stage 2 at 128 px).
@@ -109,7 +110,7 @@ def _train_options(f):
              help="MNIST: the test digits' folder (IDX files), binarised once with a fixed "
                   "seed as the original's static binarised set (default: -data's)."),
         # Run.
-        _opt("manualSeed", type=int, default=_DEFAULTS.manualSeed, help="Random seed."),
+        _opt("manualSeed", type=SEED, default=_DEFAULTS.manualSeed, help="Random seed."),
         _opt("nEpochs", type=_POS_INT, default=_DEFAULTS.nEpochs, help="Epochs."),
         _opt("epochStep", type=click.IntRange(min=0), default=_DEFAULTS.epochStep,
              help="Epochs between kept snapshots (0: none)."),
@@ -140,7 +141,7 @@ def _train_options(f):
         _opt("nf", type=click.IntRange(min=8), default=_DEFAULTS.nf, help="Latent channels."),
         _opt("timeStep", type=int, default=8, help="Channel-recurrent steps (only 8 exists)."),
         _opt("rnnLayer", type=_POS_INT, default=_DEFAULTS.rnnLayer, help="LSTM layers."),
-        _opt("dropout", type=click.FloatRange(0, 1), default=0.0, help="LSTM dropout."),
+        _opt("dropout", type=FiniteFloat(0, 1), default=0.0, help="LSTM dropout."),
         _opt("latentType", type=click.Choice(LATENT_TYPES + tuple(_LATENT_ALIASES)),
              default=_DEFAULTS.latentType,
              help="crVAE: baseline|lstm|conv; acVAE: cvae|cgan|cvaegan|crvaegan|acvaegan "
@@ -167,21 +168,21 @@ def _train_options(f):
         _opt("init", type=click.Choice(["original", "pytorch"]), default="original",
              help="original: the Lua ConvInit/BNInit (conv U(+-1/sqrt(k*k*out)), biases 0, "
                   "BN 1/0); pytorch: PyTorch 2's layer defaults."),
-        _opt("max_alpha", type=click.FloatRange(0, 1), default=1.0,
+        _opt("max_alpha", type=FiniteFloat(0, 1), default=1.0,
              help="Cap of the stage-2 fade-in weight."),
         # Optimiser.
-        _opt("LR", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.LR,
+        _opt("LR", type=FiniteFloat(min=0, min_open=True), default=_DEFAULTS.LR,
              help="Learning rate."),
         _opt("LR_mult", type=_NONNEG, default=1.0,
              help="Stage 2: LR factor of the layers loaded from stage 1."),
         _opt("grad_clip", type=_NONNEG, default=_DEFAULTS.grad_clip,
              help="Clamp of the LSTM gradients."),
-        _opt("eps", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.eps,
+        _opt("eps", type=FiniteFloat(min=0, min_open=True), default=_DEFAULTS.eps,
              help="BatchNorm epsilon."),
-        _opt("mom", type=click.FloatRange(0, 1), default=_DEFAULTS.mom,
+        _opt("mom", type=FiniteFloat(0, 1), default=_DEFAULTS.mom,
              help="BatchNorm momentum (Torch and PyTorch conventions agree)."),
-        _opt("beta1", type=click.FloatRange(0, 1), default=_DEFAULTS.beta1, help="Adam beta1."),
-        _opt("decayLR", type=click.FloatRange(0, 1), default=_DEFAULTS.decayLR,
+        _opt("beta1", type=FiniteFloat(0, 1), default=_DEFAULTS.beta1, help="Adam beta1."),
+        _opt("decayLR", type=FiniteFloat(0, 1), default=_DEFAULTS.decayLR,
              help="LR factor every -step epochs."),
         _opt("init_weight_from", default="none", metavar="CKPT",
              help="Stage 2: the stage-1 checkpoint to grow."),
@@ -259,7 +260,7 @@ def train_main(**kwargs) -> None:
               help="acVAE: set or flip an attribute (MNIST: digit=3). Repeatable.")
 @click.option("-data", "--data", "data", default=None, metavar="DIR",
               help="Dataset folder for reconstructions (default: the run's).")
-@click.option("-manualSeed", "--manualSeed", "seed", type=int, default=0, show_default=True,
+@click.option("-manualSeed", "--manualSeed", "seed", type=SEED, default=0, show_default=True,
               help="Seed of the noise.")
 @click.option("-device", "--device", "device", type=click.Choice(["auto", "cpu", "cuda"]),
               default="auto", show_default=True, help="Where to run.")

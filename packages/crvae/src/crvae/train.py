@@ -32,9 +32,18 @@ from ganlab_common.checkpoint import (
     load_state_dicts,
     restore_rng_state,
 )
+from ganlab_common.data import report_skipped_images
 from ganlab_common.distributed import make_dataloader, set_epoch, setup_distributed
 from ganlab_common.errors import UserError
-from ganlab_common.runs import Run, seed_everything
+from ganlab_common.guards import check_finite_losses, check_writable_dir
+from ganlab_common.options import explicit_options
+from ganlab_common.runs import (
+    ResumePoint,
+    Run,
+    find_resume_point,
+    merge_resume_config,
+    seed_everything,
+)
 
 from .config import Config, model_spec, run_name, validate
 from .data import binarize, fixed_binarize, load_dataset
@@ -52,6 +61,10 @@ from .models import CRVAE, Discriminator, ModelSpec, build_models
 
 __all__ = ["train", "Trainer", "adam_gan_scale", "fade_weight"]
 
+#: Flags that may differ from the stored run on -resume (the rest come from its config.json).
+RESUME_CHANGEABLE = ("nEpochs", "epochStep", "nSampleFinal", "print_freq", "ckptFreq", "save",
+                     "data", "binaryMNIST", "retrain", "optimState", "stage1",
+                     "init_weight_from", "init_state_from", "device", "resume")
 _NEW_LAYERS = ("from_rgb128", "encoder_conv", "decoder_conv", "to_rgb128", "disc_conv")
 
 
@@ -385,10 +398,23 @@ def _initial_loads(tr: Trainer, cfg: Config) -> None:
         _load_optims(tr, cfg.optimState, "-optimState", strict=True)
 
 
+def _resume_point(cfg: Config, is_main: bool) -> tuple[Config, ResumePoint | None]:
+    """-resume: the run to continue and its stored config (which wins); else check -save."""
+    if not cfg.resume:
+        check_writable_dir(cfg.save, "-save")
+        return cfg, None
+    point = find_resume_point(cfg.save, run_name(cfg), announce=is_main)
+    cfg = merge_resume_config(point.config, cfg, RESUME_CHANGEABLE, explicit_options(),
+                              point.run_dir)
+    validate(cfg)
+    return cfg, point
+
+
 def train(cfg: Config) -> Path:
     """Train one model; returns the run directory."""
     validate(cfg)
     ctx = setup_distributed(cfg.device)
+    cfg, point = _resume_point(cfg, ctx.is_main)
     seed_everything(cfg.manualSeed + ctx.rank)
     spec = model_spec(cfg)
     train_set = load_dataset(cfg.dataset, cfg.data, "train", spec.image_size, spec.conditional)
@@ -400,13 +426,14 @@ def train(cfg: Config) -> Path:
 
     if not cfg.resume:  # bad files fail before the run folder exists
         _initial_loads(tr, cfg)
-    run = Run.start(cfg.save, run_name(cfg), cfg, resume=cfg.resume)
+    run = Run.start(cfg.save, run_name(cfg), cfg, resume=point or False)
     start_epoch, it, best = 1, 0, math.inf
     state = run.checkpoints.load_latest(ctx.device, restore_rng=False) if cfg.resume else None
     skip, rng = 0, None
     if state is not None:
-        _load_models(tr, state, str(run.checkpoints.latest()))
-        _load_optims(tr, str(run.checkpoints.latest()), "--resume", strict=True, state=state)
+        source = str(run.checkpoints.loaded_path)
+        _load_models(tr, state, source)
+        _load_optims(tr, source, "--resume", strict=True, state=state)
         skip, rng = state.get("batch", 0), state["rng"]
         start_epoch, it = state["epoch"] + (0 if skip else 1), state["iteration"]
         tr.d_updates, best = state["d_updates"], state["best_nll"]
@@ -440,6 +467,7 @@ def train(cfg: Config) -> Path:
                 x = binarize(x)
             stats = tr.step(x, y)
             it += 1
+            check_finite_losses(it, stats, ctx)
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()}, refresh=False)
             if it % cfg.print_freq == 0 or b == iters - 1:
@@ -452,6 +480,7 @@ def train(cfg: Config) -> Path:
     if test_x is not None and run.is_main:
         _final_nll(tr, run, it, test_x, test_y)
     run.close()
+    report_skipped_images(train_set)
     return run.dir
 
 

@@ -178,7 +178,7 @@ def skipped_images(dataset: Any) -> int:
     """Unreadable images skipped so far by ``dataset`` (looks inside Subset/Concat wrappers)."""
     counter = getattr(dataset, "unreadable", None)
     total = counter.value if isinstance(counter, SkipCounter) else 0
-    for attr in ("dataset", "_images"):
+    for attr in ("dataset", "base", "_images"):
         inner = getattr(dataset, attr, None)
         if inner is not None and inner is not dataset:
             total += skipped_images(inner)
