@@ -185,7 +185,6 @@ def _untouched(existing: Path) -> None:
     (["--denoise"], ["--denoise", "no denoiser for 1x16x16", "facegan-denoiser --scale 16"]),
     (["--color"], ["--color", "embedded LFW faces are grey"]),
     (["--dataset", "nowhere"], ["--dataset", "no such folder"]),
-    (["--gpu", "0"], ["--gpu", "--device"]),
     (["--N_epoch", "3"], ["--N_epoch", "fewer than one batch"]),
 ])
 def test_train_bad_flags(run_cli, error_line, existing_run, tiny_train, args, words):

@@ -1,7 +1,11 @@
 """The six facegan commands; flags only -- the work is in dataset/train/c2f/sample/denoiser.
 
-Flag names are the original scripts' (``--batchSize``, ``--D_maxAcc``, ...); ``--device``
-replaces ``--gpu``/``--aws``.  Every bad flag or file ends in one ``Error: ...`` line, exit 2.
+Flag names are the original scripts' (``--batchSize``, ``--D_maxAcc``, ...), and every
+original flag is accepted: ``--gpu N`` picks ``cuda:N`` (-1: the CPU; ``--device`` is the new
+spelling), ``--threads`` sets torch's threads, and the display-only flags (``--window``,
+``--weightsVisFreq``) and ``--aws`` print one ``note:`` line saying they have no effect.
+``--dry_run`` checks the flags and files and prints the resolved config without training.
+Every bad flag or file ends in one ``Error: ...`` line, exit 2.
 """
 
 from __future__ import annotations
@@ -11,6 +15,13 @@ from collections.abc import Callable
 import click
 
 from ganlab_common.errors import UserError
+from ganlab_common.legacy import (
+    dry_run_option,
+    gpu_device,
+    noop_callback,
+    require_path,
+    set_threads,
+)
 from ganlab_common.runs import device_option
 
 __all__ = ["autoencoder", "c2f", "dataset", "denoiser", "sample", "train"]
@@ -34,8 +45,49 @@ def _retired(flag: str, instead: str, is_flag: bool = False) -> Callable:
                         callback=_refuse(flag, instead), **extra)
 
 
-_GPU = _retired("--gpu", "pick the device with --device auto|cpu|cuda")
-_AWS = _retired("--aws", "pass the data folder with --dataset", is_flag=True)
+_GPU = click.option("--gpu", default=None, type=int, metavar="N",
+                    help="The original's GPU index: N runs on cuda:N, -1 on the CPU "
+                         "(overrides --device).")
+_AWS = click.option("--aws", is_flag=True, expose_value=False,
+                    callback=noop_callback("--aws", "it switched to the author's AWS data "
+                                                    "path; give the folder with --dataset"),
+                    help="No effect (a note says so): give the data folder with --dataset.")
+_DRY_RUN = dry_run_option()
+
+
+def _noop(flag: str, why: str, **kwargs) -> Callable:
+    """An original flag that has no effect here: accepted, and a note says why."""
+    return click.option(flag, expose_value=False, callback=noop_callback(flag, why),
+                        help=f"No effect (a note says so): {why}.", **kwargs)
+
+
+_NO_DISPLAY = "there is no live display; grids are written to the run folder"
+
+
+def _take_legacy(flags: dict) -> bool:
+    """Apply and remove --gpu (and --threads where no config holds it); returns --dry_run."""
+    gpu = flags.pop("gpu", None)
+    if gpu is not None:
+        flags["device"] = gpu_device("--gpu", gpu)
+    return flags.pop("dry_run", False)
+
+
+def _check_files(dataset: str | None, network: str = "", grayscale: bool | None = None) -> None:
+    """What a run would read exists: the --dataset folder (or the default) and --network."""
+    from .data import check_channels, resolve_source
+
+    if dataset:
+        require_path("--dataset", dataset)
+    check_channels(resolve_source(dataset), grayscale)
+    if network:
+        require_path("--network", network, "file")
+
+
+def _dry(cfg) -> None:
+    import dataclasses
+    import json
+
+    click.echo(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
 
 
 def _common_train(f: Callable) -> Callable:
@@ -61,6 +113,7 @@ def _common_train(f: Callable) -> Callable:
                           "checkpoint."),
         _GPU,
         _AWS,
+        _DRY_RUN,
     ]):
         f = option(f)
     return f
@@ -99,7 +152,8 @@ def _gan_flags(d_l1: float, d_l2: float) -> Callable:
         click.option("--noiseDim", "noiseDim", default=100, show_default=True,
                      type=click.IntRange(min=1)),
         click.option("--window", default=3, show_default=True, type=int,
-                     help="Accepted for compatibility: there is no live display; grids are "
+                     callback=noop_callback("--window", _NO_DISPLAY),
+                     help="No effect (a note says so): there is no live display; grids are "
                           "written to the run folder instead."),
         click.option("--threads", default=None, type=click.IntRange(min=1),
                      help="CPU threads for torch [default: torch's choice]."),
@@ -116,8 +170,43 @@ def _gan_flags(d_l1: float, d_l2: float) -> Callable:
     return decorate
 
 
+def _refuse_autoencoder(value: str) -> None:
+    if value:
+        raise UserError(f"--autoencoder {value}: not supported (the original's G refining an "
+                        "autoencoder's images; its README says it did not produce good "
+                        "results and might not work anymore)")
+
+
 def _echo_run(run) -> None:
     click.echo(f"wrote {run.dir}")
+
+
+# train_autoencoder.lua's one-letter spellings (lapp's "-s,--save"), stored apart from the
+# long options (which _common_train declares for every trainer) and merged by
+# _apply_short_aliases.
+_SHORT = {"-s": ("save", str), "-n": ("network", str), "-r": ("learningRate", float),
+          "-b": ("batchSize", int), "-t": ("threads", int), "-g": ("gpu", int),
+          "-d": ("noiseDim", int), "-m": ("momentum", float), "-w": ("window", int)}
+
+
+def _short_aliases(f: Callable) -> Callable:
+    for short, (name, kind) in reversed(_SHORT.items()):
+        f = click.option(short, f"_short_{name}", type=kind, default=None, hidden=True)(f)
+    return click.option("-p", "_short_plot", is_flag=True, hidden=True)(f)
+
+
+def _apply_short_aliases(flags: dict) -> None:
+    for _, (name, _kind) in _SHORT.items():
+        value = flags.pop(f"_short_{name}")
+        if value is None:
+            continue
+        if name in ("momentum", "window"):  # no effect, as their long spellings
+            click.echo(f"note: -{name[0]} {value} has no effect here (see --{name} in "
+                       "--help)", err=True)
+            continue
+        flags[name] = value
+    if flags.pop("_short_plot"):
+        flags["plot"] = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +220,8 @@ def _echo_run(run) -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes (the output does not depend on it).")
 @click.option("--seed", default=43, show_default=True, type=int)
-def dataset(path: str | None, out: str, workers: int, seed: int) -> None:
+@_DRY_RUN
+def dataset(path: str | None, out: str, workers: int, seed: int, dry_run: bool) -> None:
     """Build the augmented LFW face set (dataset/generate_dataset.py).
 
     Each image: the original + 19 augmentations (flip p 0.5, scale 0.82-1.10, rotation +-8
@@ -147,6 +237,12 @@ def dataset(path: str | None, out: str, workers: int, seed: int) -> None:
     """
     from .dataset import build_dataset
 
+    if path is not None:
+        require_path("--path", path)
+    if dry_run:
+        click.echo(f"would build {out}/out_aug_64x64 and {out}/out_unaug_64x64 from "
+                   f"{path or 'the embedded faces'}")
+        return
     report = build_dataset(path, out, workers=workers, seed=seed, echo=click.echo)
     click.echo(f"{report.written} image(s) written, {report.already_done} already done, "
                f"{report.unreadable} unreadable .jpg and {report.other_files} non-image file(s) "
@@ -180,7 +276,11 @@ def dataset(path: str | None, out: str, workers: int, seed: int) -> None:
               help="eyescream: the original (train.lua:137-138) N(0, 0.005) on top-level "
                    "modules only, which also sets G's BatchNorm gains and PReLU slopes to ~0 "
                    "(G starts as a flat grey image); default: PyTorch's layer init.")
-@_retired("--weightsVisFreq", "there is no live display")
+@_noop("--weightsVisFreq", _NO_DISPLAY, type=int)
+@click.option("--autoencoder", default="", expose_value=False, metavar="FILE",
+              callback=lambda ctx, param, value: _refuse_autoencoder(value),
+              help="Not supported: G refining a pretrained autoencoder's images (the "
+                   "original README: it did not produce good results); '' is accepted.")
 def train(**flags) -> None:
     """Train the face G/D pair (train.lua) on LFW faces at 16 or 32 px.
 
@@ -202,10 +302,16 @@ def train(**flags) -> None:
     writes <save>/<NNNNN>-train-<scale>px-<gray|color>/ with config.json, stats.jsonl,
     reals.png, fakes_eNNNN.png, best.png/worst.png (by D) and checkpoints/.
     """
-    from .train import TrainConfig
+    from .train import TrainConfig, check_config
     from .train import train as run_train
 
-    _echo_run(run_train(TrainConfig(**flags)))
+    dry_run = _take_legacy(flags)
+    cfg = TrainConfig(**flags)
+    if dry_run:
+        cfg = check_config(cfg)
+        _check_files(cfg.dataset, cfg.network, cfg.grayscale)
+        return _dry(cfg)
+    _echo_run(run_train(cfg))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,9 +348,18 @@ def c2f(**flags) -> None:
     <save>/<NNNNN>-c2f-16to32-<gray|color>/ with c2f_eNNNN.png (rows: coarse, truth, refined,
     true residual, G's residual), stats.jsonl and checkpoints/.
     """
-    from .c2f import C2FConfig, train_c2f
+    from .c2f import C2FConfig, check_config, train_c2f
 
-    _echo_run(train_c2f(C2FConfig(**flags)))
+    dry_run = _take_legacy(flags)
+    cfg = C2FConfig(**flags)
+    if dry_run:
+        cfg = check_config(cfg)
+        if cfg.dataset:
+            _check_files(cfg.dataset, cfg.network, cfg.grayscale)
+        elif cfg.network:
+            require_path("--network", cfg.network, "file")
+        return _dry(cfg)
+    _echo_run(train_c2f(cfg))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,12 +391,17 @@ def c2f(**flags) -> None:
               help="Samples per run (new; the original always drew 1,024).")
 @click.option("--tries", default=10, show_default=True, type=int,
               help="Residuals drawn per image by the c2f chain; D keeps the best.")
+@click.option("--scale", default=None, type=int,
+              help="Checked against the checkpoint, which fixes the size (16 or 32; "
+                   "[default: the checkpoint's]).")
+@click.option("--grayscale/--color", default=None,
+              help="Checked against the checkpoint's colour mode [default: the checkpoint's].")
+@click.option("--noiseDim", "noiseDim", default=None, type=int,
+              help="Checked against the checkpoint's noise size [default: the checkpoint's].")
 @device_option()
 @_GPU
 @_AWS
-@_retired("--scale", "the scale is read from the checkpoint")
-@_retired("--noiseDim", "the noise size is read from the checkpoint")
-@_retired("--grayscale", "the colour mode is read from the checkpoint", is_flag=True)
+@_DRY_RUN
 def sample(**flags) -> None:
     """Sample faces (sample.lua): per run 1,024 samples -> random256/random1024 grids, the
     best and worst 64 ranked by D, 64 random ones, and -- when a c2f model exists -- the same
@@ -294,10 +414,18 @@ def sample(**flags) -> None:
       facegan-sample --runs 4 --neighbours
       facegan-sample --G_base runs/facegan/00000-train-16px-gray/checkpoints/ckpt-001240.pt
     """
-    from .sample import SampleConfig
+    from .sample import SampleConfig, prepare
     from .sample import sample as run_sample
 
-    click.echo(f"wrote {run_sample(SampleConfig(**flags))}")
+    dry_run = _take_legacy(flags)
+    cfg = SampleConfig(**flags)
+    if dry_run:
+        base, c2f = prepare(cfg)
+        click.echo(f"G: {base.path} ({base.meta['scale']} px, {base.meta['channels']} "
+                   f"channel(s), noise {base.meta['noiseDim']}); c2f: "
+                   f"{c2f.path if c2f else 'none'}")
+        return _dry(cfg)
+    click.echo(f"wrote {run_sample(cfg)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +442,10 @@ def sample(**flags) -> None:
 @click.option("--AE_clamp", "AE_clamp", default=1.0, show_default=True,
               type=click.FloatRange(min=0), help="Gradient clamp (0: off).")
 @click.option("--window", default=10, show_default=True, type=int,
-              help="Accepted for compatibility (no live display).")
+              callback=noop_callback("--window", _NO_DISPLAY),
+              help="No effect (a note says so): there is no live display.")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="CPU threads for torch [default: torch's choice].")
 @_common_train
 def denoiser(**flags) -> None:
     """Train the denoising autoencoder (train_denoiser.lua) used by facegan-train --denoise.
@@ -325,8 +456,16 @@ def denoiser(**flags) -> None:
     About a minute for the defaults at 16 px on a 2-core CPU.
     """
     from .denoiser import DenoiserConfig, train_denoiser
+    from .denoiser import _check as check_sizes
 
-    _echo_run(train_denoiser(DenoiserConfig(**flags)))
+    dry_run = _take_legacy(flags)
+    set_threads("--threads", flags.pop("threads"))
+    cfg = DenoiserConfig(**flags)
+    if dry_run:
+        check_sizes(cfg.scale, cfg.batchSize, cfg.N_train)
+        _check_files(cfg.dataset, cfg.network, cfg.grayscale)
+        return _dry(cfg)
+    _echo_run(train_denoiser(cfg))
 
 
 @click.command(context_settings=CONTEXT)
@@ -343,6 +482,16 @@ def denoiser(**flags) -> None:
 @click.option("--coefL2", "coefL2", default=0.0, show_default=True, type=float)
 @click.option("--noiseDim", "noiseDim", default=256, show_default=True,
               type=click.IntRange(min=1), help="Size of the code layer.")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="CPU threads for torch [default: torch's choice].")
+@click.option("--plot", is_flag=True,
+              help="Sample grids every epoch (what this command always does unless --noplot).")
+@_noop("--momentum", "the original's SGD momentum; it trained with Adam", type=float)
+@_noop("--K", "the original declared it and never used it", type=int)
+@_noop("--hidden_G", "the original's model ignored it (512 -> code -> 256 units)", type=int)
+@_noop("--hidden_D", "the original's model ignored it (it has no D)", type=int)
+@_noop("--window", _NO_DISPLAY, type=int)
+@_short_aliases
 @_common_train
 def autoencoder(**flags) -> None:
     """Train the legacy MLP autoencoder (train_autoencoder.lua): C*S*S -> 512 -> 256 (tanh)
@@ -350,5 +499,16 @@ def autoencoder(**flags) -> None:
     <save>/<NNNNN>-autoencoder-CxSxS/autoencoder_CxSxS.pt.  Seconds per epoch on a CPU.
     """
     from .denoiser import AutoencoderConfig, train_autoencoder
+    from .denoiser import _check as check_sizes
 
-    _echo_run(train_autoencoder(AutoencoderConfig(**flags)))
+    _apply_short_aliases(flags)
+    dry_run = _take_legacy(flags)
+    set_threads("--threads", flags.pop("threads"))
+    if flags.pop("plot"):
+        flags["noplot"] = False
+    cfg = AutoencoderConfig(**flags)
+    if dry_run:
+        check_sizes(cfg.scale, cfg.batchSize, cfg.N_train)
+        _check_files(cfg.dataset, cfg.network, cfg.grayscale)
+        return _dry(cfg)
+    _echo_run(train_autoencoder(cfg))

@@ -21,11 +21,11 @@ from ganlab_common.runs import Run, resolve_device, seed_everything
 
 from .c2f import refine, upsample
 from .data import load_faces, real_faces, source_from_dict
-from .models import C2FDiscriminator, C2FGenerator, sample_noise
+from .models import SCALES, C2FDiscriminator, C2FGenerator, sample_noise
 from .train import build_models, generate, rank_by_D
 from .training import latest_checkpoint, latest_run, read_config, runs_with_prefix
 
-__all__ = ["SampleConfig", "nearest_neighbours", "sample"]
+__all__ = ["SampleConfig", "check_against_checkpoint", "nearest_neighbours", "prepare", "sample"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,11 @@ class SampleConfig:
     nsamples: int = 1024
     tries: int = 10
     device: str = "auto"
+    # sample.lua's --scale/--grayscale/--noiseDim: the checkpoint fixes them; when given they
+    # must match it (None: the checkpoint's).
+    scale: int | None = None
+    grayscale: bool | None = None
+    noiseDim: int | None = None  # noqa: N815
 
 
 @dataclass
@@ -64,6 +69,25 @@ def _meta(state: dict, path: Path, flag: str, keys: tuple[str, ...]) -> dict:
     return {k: state[k] for k in keys}
 
 
+def check_against_checkpoint(cfg: SampleConfig, meta: dict, path: Path) -> None:
+    """``--scale/--grayscale/--noiseDim``, when given, must be what the checkpoint holds."""
+    if cfg.scale is not None and cfg.scale not in SCALES:
+        raise UserError(f"--scale {cfg.scale}: the generators exist at "
+                        f"{' and '.join(map(str, SCALES))} px (models.lua's sizes; the "
+                        "original warned and rescaled); for larger faces refine them with "
+                        "facegan-c2f")
+    held = {"--scale": (cfg.scale, meta["scale"], f"{meta['scale']} px images"),
+            "--noiseDim": (cfg.noiseDim, meta["noiseDim"], f"noise of size {meta['noiseDim']}"),
+            "--grayscale": (cfg.grayscale, meta["channels"] == 1,
+                            "grey images" if meta["channels"] == 1 else "colour images")}
+    for flag, (given, actual, what) in held.items():
+        if given is not None and given != actual:
+            shown = flag if flag != "--grayscale" else ("--grayscale" if given else "--color")
+            value = "" if flag == "--grayscale" else f" {given}"
+            raise UserError(f"{shown}{value}: '{path}' holds a generator of {what}; drop the "
+                            "flag or give the matching value")
+
+
 def load_base(cfg: SampleConfig, device: torch.device) -> Loaded:
     """G and D of a facegan-train checkpoint (``--G_base``/``--D_base`` or the latest run)."""
     g_path = Path(cfg.G_base) if cfg.G_base else None
@@ -77,6 +101,7 @@ def load_base(cfg: SampleConfig, device: torch.device) -> Loaded:
     meta = _meta(state, g_path, "--G_base", ("channels", "scale", "noiseDim"))
     meta["source"] = state.get("source")
     meta["width"] = state.get("width", 1.0)
+    check_against_checkpoint(cfg, meta, g_path)
     G, D = build_models(meta["channels"], meta["scale"], meta["noiseDim"], width=meta["width"])
     load_state_dicts({"G": G}, state, source=f"--G_base '{g_path}'")
     d_state = load_checkpoint(cfg.D_base, flag="--D_base") if cfg.D_base else state
@@ -138,15 +163,22 @@ def _pairs(images: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
     return torch.stack([images, neighbours], dim=1).flatten(0, 1)
 
 
-def sample(cfg: SampleConfig) -> Path:
-    """Write the sample grids; returns the folder."""
+def prepare(cfg: SampleConfig, device: torch.device | None = None
+            ) -> tuple[Loaded, Loaded | None]:
+    """Check the flags and load the base and c2f models (what ``--dry_run`` checks)."""
     for flag, value in (("--runs", cfg.runs), ("--nsamples", cfg.nsamples),
                         ("--tries", cfg.tries), ("--batchSize", cfg.batchSize)):
         if value < 1:
             raise UserError(f"{flag}: expected >= 1, got {value}")
-    device = resolve_device(cfg.device)
+    device = device or resolve_device(cfg.device)
     base = load_base(cfg, device)
-    c2f = load_c2f(cfg, base, device)
+    return base, load_c2f(cfg, base, device)
+
+
+def sample(cfg: SampleConfig) -> Path:
+    """Write the sample grids; returns the folder."""
+    device = resolve_device(cfg.device)
+    base, c2f = prepare(cfg, device)
     source = source_from_dict(base.meta.get("source"))
     if cfg.neighbours and source is None:
         raise UserError(f"--neighbours: '{base.path}' does not record its training data")
