@@ -131,6 +131,9 @@ def _train_options(f):
              help="Iterations per epoch (0: one pass over the data)."),
         _opt("nTest", type=_POS_INT, default=_DEFAULTS.nTest,
              help="Test digits for the NLL."),
+        _opt("nVal", type=click.IntRange(min=0), default=_DEFAULTS.nVal,
+             help="MNIST: training digits held out to pick best.pt by their NLL (0: pick on "
+                  "the test digits, as the original)."),
         _opt("print_freq", type=_POS_INT, default=_DEFAULTS.print_freq,
              help="Iterations between stats.jsonl rows."),
         _opt("ckptFreq", type=click.IntRange(min=0), default=_DEFAULTS.ckptFreq,

@@ -41,6 +41,7 @@ class Config:
     stage1: str = "none"  # crVAE's name for -init_weight_from
     epochSize: int = 0  # iterations per epoch, 0 = one pass (not in opts.lua)
     nTest: int = 1000  # test images for NLL / reconstruction (not in opts.lua)
+    nVal: int = 500  # MNIST: training digits held out to pick best.pt (0: the test digits)
     print_freq: int = 10
     ckptFreq: int = 1000  # iterations between mid-epoch checkpoints, 0 = epoch ends only
     # Model.

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Dataset, Subset
 
 from ganlab_common.checkpoint import (
     atomic_save,
@@ -322,6 +323,17 @@ def evaluate_nll(G: CRVAE, x: torch.Tensor, y: torch.Tensor | None, samples: int
     return total / x.shape[0]
 
 
+def hold_out(train_set: Dataset, n: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """``n`` training digits (a fixed random draw: the embedded digits are sorted by class)
+    held out as the validation split that picks ``best.pt``; the rest trains."""
+    if not 0 < n < len(train_set):
+        raise UserError(f"-nVal: expected 1..{len(train_set) - 1} (of {len(train_set)} "
+                        f"training images), got {n}")
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
+    keep = order[n:].sort().values.tolist()
+    return Subset(train_set, keep), Subset(train_set, order[:n].tolist())
+
+
 def _test_set(test, spec: ModelSpec, count: int, device, seed: int):
     n = min(count, len(test))
     xs, ys = zip(*(test[i] for i in range(n)), strict=True)
@@ -418,6 +430,9 @@ def train(cfg: Config) -> Path:
     seed_everything(cfg.manualSeed + ctx.rank)
     spec = model_spec(cfg)
     train_set = load_dataset(cfg.dataset, cfg.data, "train", spec.image_size, spec.conditional)
+    val_set = None
+    if spec.bernoulli and spec.has_encoder and cfg.nVal > 0:
+        train_set, val_set = hold_out(train_set, cfg.nVal)
     test_set = load_dataset(cfg.dataset, cfg.test_data, "test", spec.image_size,
                             spec.conditional)
     loader = make_dataloader(train_set, cfg.batchSize, ctx, seed=cfg.manualSeed)
@@ -448,6 +463,8 @@ def train(cfg: Config) -> Path:
     test_x = test_y = None
     if spec.bernoulli and spec.has_encoder:
         test_x, test_y = _test_set(test_set, spec, cfg.nTest, ctx.device, cfg.manualSeed)
+    val = (test_x, test_y) if val_set is None else \
+        _test_set(val_set, spec, len(val_set), ctx.device, cfg.manualSeed + 2)
     bar = run.progress(cfg.nEpochs * iters, initial=(start_epoch - 1) * iters + skip)
     for epoch in range(start_epoch, cfg.nEpochs + 1):
         tr.set_epoch_lr(epoch)
@@ -475,7 +492,7 @@ def train(cfg: Config) -> Path:
             if cfg.ckptFreq and it % cfg.ckptFreq == 0 and b < iters - 1 and run.is_main:
                 run.checkpoints.save(it, _state(tr, epoch, it, best, batch=b + 1))
         skip = 0
-        best = _end_of_epoch(tr, run, epoch, it, best, grid, (test_x, test_y))
+        best = _end_of_epoch(tr, run, epoch, it, best, grid, (test_x, test_y), val)
     bar.close()
     if test_x is not None and run.is_main:
         _final_nll(tr, run, it, test_x, test_y)
@@ -484,7 +501,10 @@ def train(cfg: Config) -> Path:
     return run.dir
 
 
-def _end_of_epoch(tr: Trainer, run: Run, epoch: int, it: int, best: float, grid, test) -> float:
+def _end_of_epoch(tr: Trainer, run: Run, epoch: int, it: int, best: float, grid, test,
+                  val) -> float:
+    """Grids, test NLL, and ``best.pt`` picked by the NLL on ``val`` (the held-out training
+    digits; the test digits themselves with ``-nVal 0``, as main_mnist.lua:65-76)."""
     cfg, G = tr.cfg, tr.G
     tr.train_mode(False)
     gx, gy, gy_grid, geps = grid
@@ -497,8 +517,10 @@ def _end_of_epoch(tr: Trainer, run: Run, epoch: int, it: int, best: float, grid,
     scalars: dict[str, float] = {"epoch": epoch}
     tx, ty = test
     if tx is not None:
-        nll = evaluate_nll(G, tx, ty, cfg.nSample, cfg.manualSeed)
-        scalars["test_nll"] = nll
+        scalars["test_nll"] = evaluate_nll(G, tx, ty, cfg.nSample, cfg.manualSeed)
+        nll = scalars["test_nll"] if val[0] is tx else \
+            evaluate_nll(G, val[0], val[1], cfg.nSample, cfg.manualSeed)
+        scalars["val_nll"] = nll
         if nll < best:
             best = nll
             if run.is_main:
@@ -514,13 +536,14 @@ def _end_of_epoch(tr: Trainer, run: Run, epoch: int, it: int, best: float, grid,
 
 
 def _final_nll(tr: Trainer, run: Run, it: int, tx, ty) -> None:
-    """NLL with ``-nSampleFinal`` importance samples of the best-VLB model."""
+    """Test NLL with ``-nSampleFinal`` importance samples of ``best.pt``."""
     best = run.dir / "best.pt"
     if best.exists():
         tr.G.load_state_dict(load_checkpoint(best, tr.device, "best.pt")["G"])
     tr.train_mode(False)
     nll = evaluate_nll(tr.G, tx, ty, tr.cfg.nSampleFinal, tr.cfg.manualSeed + 1)
     run.log(it, final_nll=nll, final_samples=tr.cfg.nSampleFinal)
+    picked = "the test digits" if tr.cfg.nVal == 0 else f"{tr.cfg.nVal} held-out training digits"
     (run.dir / "final_nll.txt").write_text(
         f"{nll:.4f} nats  (importance sampling, K={tr.cfg.nSampleFinal}, "
-        f"{tx.shape[0]} fixed-binarised test digits, best-VLB checkpoint)\n")
+        f"{tx.shape[0]} fixed-binarised test digits, checkpoint of the best NLL on {picked})\n")
