@@ -1,6 +1,8 @@
 """``icgan-train`` and ``icgan-test``: flags only; the work is in train.py, test.py, evaluate.py.
 
-Flag names mirror the original's ``cfg/mainConfig.lua`` and ``cfg/generateConfig.lua``.
+Flag names mirror the original's ``cfg/mainConfig.lua`` and ``cfg/generateConfig.lua``; the
+Lasagne port's positional form ``train.py FOLDER_NAME CELEBA_DIR`` / ``test.py FOLDER_NAME
+CELEBA_DIR`` is accepted too (FOLDER_NAME: --outdir, CELEBA_DIR: --dataroot of CelebA).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import click
 
 from ganlab_common.errors import UserError
+from ganlab_common.legacy import dry_run_option, require_path
 from ganlab_common.runs import device_option, find_run_dir, resolve_device, seed_everything
 
 from .models import IMAGE_SIZES, INITS
@@ -121,6 +124,10 @@ def _check_train_flags(cfg: TrainConfig) -> None:
 @click.option("--manualSeed", "--seed", "seed", type=click.IntRange(min=0), default=1,
               show_default=True)
 @device_option()
+@dry_run_option()
+@click.argument("folder_name", required=False, metavar="[FOLDER_NAME")
+@click.argument("celeba_dir", required=False, metavar="[CELEBA_DIR")
+@click.argument("learning_rate", required=False, type=float, metavar="[LEARNING_RATE]]]")
 def train_command(**kwargs) -> None:
     """Train IcGAN: the conditional GAN, then E_z on G's samples, then E_y.
 
@@ -130,12 +137,51 @@ def train_command(**kwargs) -> None:
       icgan-train --dataset celeba --dataroot ~/data/celebA
       icgan-train --stage encoder-y --dataset celeba --dataroot ~/data/celebA
       icgan-train --resume --dataset mnist --fineSize 32   # after a kill
+      icgan-train first_test ~/data/celebA   # the Lasagne port's train.py FOLDER CELEBA_DIR
     """
+    dry_run = kwargs.pop("dry_run")
+    _positional(kwargs, kwargs.pop("folder_name"), kwargs.pop("celeba_dir"))
+    rate = kwargs.pop("learning_rate")
+    if rate is not None:
+        if not rate > 0:
+            raise UserError(f"LEARNING_RATE: expected a positive number, got {rate}")
+        kwargs["lr"] = rate
     cfg = TrainConfig(**kwargs)
     _check_train_flags(cfg)
+    _check_data(cfg.dataset, cfg.dataroot)
+    if dry_run:
+        import dataclasses
+
+        click.echo(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+        return
     run_dir = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # once under torchrun
         click.echo(f"icgan: run directory {run_dir}")
+
+
+def _positional(kw: dict, folder: str | None, celeba_dir: str | None) -> None:
+    """The Lasagne port's ``FOLDER_NAME CELEBA_DIR``: runs under FOLDER_NAME, CelebA there."""
+    if folder is not None:
+        kw["outdir"] = folder
+    if celeba_dir is not None:
+        if kw.get("dataroot") and kw["dataroot"] != celeba_dir:
+            raise UserError(f"CELEBA_DIR '{celeba_dir}' and --dataroot '{kw['dataroot']}' "
+                            "differ; give one")
+        kw["dataroot"] = celeba_dir
+        if "dataset" in kw:
+            kw["dataset"] = "celeba"
+
+
+def _check_data(dataset: str, dataroot: str | None) -> None:
+    """The data folder exists (CelebA: with its attribute and partition files)."""
+    if dataset == "celeba":
+        from .data import check_celeba_root
+
+        if dataroot is not None:
+            require_path("--dataroot", dataroot)
+        check_celeba_root(dataroot)
+    elif dataroot is not None:
+        require_path("--dataroot", dataroot)
 
 
 # -- icgan-test ----------------------------------------------------------------------------
@@ -149,8 +195,25 @@ def newest_run(outdir: str) -> Path:
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.option("--mode", type=click.Choice(["reconstruct", "swap", "interpolate", "evaluate"]),
-              default="reconstruct", show_default=True)
+@click.option("--mode", type=click.Choice(["reconstruct", "swap", "interpolate", "evaluate",
+                                         "generate", "all"]),
+              default=None,
+              help="reconstruct (reconstructWithVariations.lua), swap (attributeTransfer), "
+                   "interpolate, evaluate, generate (generate.lua: G(z, y) from noise), all "
+                   "(the Lasagne test.py: reconstruct, swap and interpolate) [default: "
+                   "reconstruct; all with FOLDER_NAME].")
+@click.option("--loadPath", "--load-path", "load_path", default=None, metavar="FILE|DIR",
+              help="reconstruct: your own image, or a folder of images (the first --nImages), "
+                   "instead of held-out ones.")
+@click.option("--attr", "attrs", multiple=True, metavar="NAME=1|-1",
+              help="generate: set an attribute (MNIST: digit=D), the rest -1; repeatable "
+                   "[default: one column per attribute/digit].")
+@click.option("--noisemode", "noise_mode", default="random", show_default=True,
+              type=click.Choice(["random", "line", "linefull1d", "linefull"]),
+              help="generate: random z per row, a line between two z down the rows, or "
+                   "(with --imsize > 1) one large image per column from spatial noise.")
+@click.option("--imsize", type=click.IntRange(min=1), default=1, show_default=True,
+              help="generate, linefull1d/linefull: spatial noise cells (1 = one 64 px image).")
 @click.option("--runDir", "--run-dir", "run_dir", type=click.Path(file_okay=False),
               default=None, help="The trained run (default: the newest in --outdir).")
 @click.option("--outdir", type=click.Path(file_okay=False), default="runs", show_default=True)
@@ -159,7 +222,7 @@ def newest_run(outdir: str) -> Path:
 @click.option("--dataroot", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Held-out images from here instead of the run's --dataroot.")
 @click.option("--nImages", "--n-images", "n_images", type=click.IntRange(min=1), default=50,
-              show_default=True, help="reconstruct: held-out images (rows).")
+              show_default=True, help="reconstruct: images (rows); generate: rows of z.")
 @click.option("--threshold/--no-threshold", default=True, show_default=True,
               help="Binarise E_y's output before G (argmax for MNIST).")
 @click.option("--im1Path", "--im1-path", "im1_path", type=click.Path(dir_okay=False),
@@ -174,11 +237,17 @@ def newest_run(outdir: str) -> Path:
 @click.option("--manualSeed", "--seed", "seed", type=click.IntRange(min=0), default=0,
               show_default=True)
 @device_option()
-def test_command(mode: str, run_dir: str | None, outdir: str, out: str | None,
+@dry_run_option()
+@click.argument("folder_name", required=False, metavar="[FOLDER_NAME")
+@click.argument("celeba_dir", required=False, metavar="[CELEBA_DIR]]")
+def test_command(mode: str | None, run_dir: str | None, outdir: str, out: str | None,
                  dataroot: str | None, n_images: int, threshold: bool, im1_path: str | None,
                  im2_path: str | None, n_interpolations: int, n_eval: int, seed: int,
-                 device: str) -> None:
-    """Use a trained IcGAN: reconstruct with variations, swap y, interpolate, evaluate.
+                 device: str, load_path: str | None = None, attrs: tuple[str, ...] = (),
+                 noise_mode: str = "random", imsize: int = 1, dry_run: bool = False,
+                 folder_name: str | None = None, celeba_dir: str | None = None) -> None:
+    """Use a trained IcGAN: generate, reconstruct with variations, swap y, interpolate,
+    evaluate.
 
     \b
     Examples:
@@ -186,14 +255,31 @@ def test_command(mode: str, run_dir: str | None, outdir: str, out: str | None,
       icgan-test --mode swap --im1Path a.jpg --im2Path b.jpg
       icgan-test --mode interpolate --nInterpolations 6
       icgan-test --mode evaluate
+      icgan-test --mode generate --attr Smiling=1 --attr Male=-1 --noisemode line
+      icgan-test --mode reconstruct --loadPath my_faces/
+      icgan-test first_test ~/data/celebA     # the Lasagne port's test.py FOLDER CELEBA_DIR
     """
     from . import test as gen
 
+    given = {"outdir": outdir, "dataroot": dataroot}
+    _positional(given, folder_name, celeba_dir)
+    outdir, dataroot = given["outdir"], given["dataroot"]
+    mode = mode or ("all" if folder_name is not None else "reconstruct")
+    if mode == "all" and out:
+        raise UserError("--out: --mode all writes three files into <run>/test/")
+    for flag, path, kind in (("--dataroot", dataroot, "folder"), ("--loadPath", load_path, "any"),
+                             ("--im1Path", im1_path, "file"), ("--im2Path", im2_path, "file")):
+        if path is not None:
+            require_path(flag, path, kind)
     seed_everything(seed)
     run = Path(run_dir) if run_dir else newest_run(outdir)
     if not (run / "config.json").is_file():
         raise UserError(f"--runDir: '{run}' is not an icgan run (no config.json)")
     trained = load_trained(run, resolve_device(device))
+    if dry_run:
+        click.echo(json.dumps({"run": str(run), "mode": mode, "dataset": trained.config[
+            "dataset"], "labels": trained.label_names}, indent=2))
+        return
     suffix = ".json" if mode == "evaluate" else ".png"
     target = Path(out) if out else run / "test" / f"{mode}{suffix}"
     if mode == "evaluate":
@@ -201,8 +287,21 @@ def test_command(mode: str, run_dir: str | None, outdir: str, out: str | None,
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(scores, indent=2) + "\n")
         click.echo(json.dumps({k: v for k, v in scores.items() if not isinstance(v, dict)}))
+    elif mode == "all":
+        for part in ("reconstruct", "swap", "interpolate"):
+            ctx = click.get_current_context()
+            ctx.invoke(test_command, **{**ctx.params, "mode": part, "run_dir": str(run),
+                                        "folder_name": None, "celeba_dir": None,
+                                        "dataroot": dataroot, "outdir": outdir})
+        return
+    elif mode == "generate":
+        y, labels = gen.attribute_columns(trained, attrs)
+        images = gen.generate_grid(trained, y, n_images, noise_mode, imsize,
+                                   torch_generator(seed))
+        gen.save_labelled_grid(images, labels, target)
     elif mode == "reconstruct":
-        x, _ = gen.heldout_images(trained, n_images, dataroot)
+        x = (gen.user_images(trained, load_path, n_images) if load_path
+             else gen.heldout_images(trained, n_images, dataroot)[0])
         images, labels = gen.reconstruct(trained, x, threshold)
         gen.save_labelled_grid(images, labels, target)
     else:
@@ -215,6 +314,13 @@ def test_command(mode: str, run_dir: str | None, outdir: str, out: str | None,
             rows = ["z+y", "z", "y"]
         gen.save_labelled_grid(images, labels, target, row_labels=rows)
     click.echo(f"icgan: wrote {target}")
+
+
+def torch_generator(seed: int):
+    """A CPU ``torch.Generator`` seeded with ``seed`` (the noise of --mode generate)."""
+    import torch
+
+    return torch.Generator().manual_seed(seed)
 
 
 def _evaluate(trained, n_eval: int, dataroot: str | None, seed: int) -> dict:

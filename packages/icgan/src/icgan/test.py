@@ -1,4 +1,5 @@
-"""``generation/*.lua``: reconstruct with variations, swap attributes, interpolate.
+"""``generation/*.lua``: generate G(z, y), reconstruct with variations, swap attributes,
+interpolate.
 
 Each mode returns a labelled grid ``[rows, cols, C, S, S]`` plus its column labels;
 :func:`save_labelled_grid` writes it as one PNG with the labels drawn above the columns.
@@ -12,21 +13,32 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ganlab_common.errors import UserError
 from ganlab_common.images import grid_image
 
 from .data import EXCLUSIVE_GROUPS, celeba_dataset, load_image, mnist_dataset, one_hot_pm
 from .evaluate import encode, generate
-from .train import Trained
+from .train import Trained, sample_noise
 
 __all__ = [
+    "NOISE_MODES",
+    "attribute_columns",
     "flip_attribute",
+    "generate_grid",
     "heldout_images",
     "input_pair",
     "interpolate",
     "reconstruct",
     "save_labelled_grid",
     "swap",
+    "user_images",
 ]
+
+#: generation/generate.lua's noise modes (from dcgan.torch): random z per row; a line from
+#: one random z to another down the rows; and, with --imsize > 1, one large image per y whose
+#: spatial noise follows such a line along its width (linefull1d) or its diagonal (linefull).
+NOISE_MODES = ("random", "line", "linefull1d", "linefull")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -62,6 +74,22 @@ def input_pair(trained: Trained, im1: str | None, im2: str | None,
     first = pictures[0] if pictures else x[:1]
     differs = [i for i in range(len(x)) if not torch.equal(y[i], y[0])] or [len(x) - 1]
     return torch.cat([first, x[differs[0]:differs[0] + 1]])
+
+
+def user_images(trained: Trained, load_path: str, n: int) -> torch.Tensor:
+    """``--loadPath`` (the original's ``loadPath``): one image file, or a folder whose first
+    ``n`` images (sorted by name) are used -> ``[N, C, S, S]`` in [-1, 1]."""
+    path = Path(load_path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
+        if not files:
+            raise UserError(f"--loadPath: no images ({', '.join(IMAGE_SUFFIXES)}) in '{path}'")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise UserError(f"--loadPath: '{path}': no such file or folder")
+    dataset, size = trained.config["dataset"], trained.netG.image_size
+    return torch.cat([load_image(f, dataset, size, "--loadPath") for f in files])
 
 
 # -- modes ---------------------------------------------------------------------------------
@@ -138,6 +166,77 @@ def interpolate(trained: Trained, pair: torch.Tensor, steps: int = 4, threshold:
         rows.append(torch.cat([pair[:1], *frames, pair[1:]]))
     labels = ["x1", *[f"{a:.2f}" for a in alphas.tolist()], "x2"]
     return torch.stack(rows), labels  # [3, steps + 4, C, S, S]
+
+
+def attribute_columns(trained: Trained, attrs: tuple[str, ...] | list[str]
+                      ) -> tuple[torch.Tensor, list[str]]:
+    """The y of each generated column ``[K, ny]`` and its label.
+
+    No ``attrs``: generate.lua's layout, one column per class (MNIST digit) or per attribute
+    switched on alone (CelebA).  ``attrs`` (``NAME=1|-1``, MNIST ``digit=D``): one column with
+    those attributes set and every other one at -1 (MNIST: that digit).
+    """
+    names, ny = trained.label_names, len(trained.label_names)
+    if not attrs:
+        return one_hot_pm(torch.arange(ny), ny), list(names)
+    y = torch.full((1, ny), -1.0)
+    for item in attrs:
+        name, sep, value = item.partition("=")
+        if trained.labels_kind == "onehot":
+            if name != "digit" or value not in names:
+                raise UserError(f"--attr: '{item}': this MNIST run takes digit=0..9")
+            y = one_hot_pm(torch.tensor([names.index(value)]), ny)
+            continue
+        if not sep or name not in names or value not in ("1", "-1", "+1"):
+            raise UserError(f"--attr: '{item}': expected NAME=1|-1 with NAME one of "
+                            f"{', '.join(names)}")
+        y[0, names.index(name)] = 1.0 if value in ("1", "+1") else -1.0
+    return y, [",".join(attrs)]
+
+
+def _line(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` points from ``b`` to ``a`` (generate.lua: ``a * t + b * (1 - t)``)."""
+    t = torch.linspace(0, 1, steps)
+    return a[None] * t[:, None] + b[None] * (1 - t[:, None])  # [steps, nz]
+
+
+@torch.no_grad()
+def generate_grid(trained: Trained, y: torch.Tensor, rows: int, noise_mode: str = "random",
+                  imsize: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``generation/generate.lua``: G(z, y) for each column ``y [K, ny]``.
+
+    random/line: ``rows`` z (the run's noise type), the same z along a row ->
+    ``[rows, K, C, S, S]``.  linefull1d/linefull: one image per column from spatial noise of
+    ``imsize`` cells along the width (1 x imsize) or both axes (imsize x imsize), the noise
+    following a line along the width or the diagonal -> ``[1, K, C, H, W]``.
+    """
+    if noise_mode not in NOISE_MODES:
+        raise UserError(f"--noisemode: expected one of {', '.join(NOISE_MODES)}")
+    nz, kind = trained.netG.nz, trained.noise
+    ends = sample_noise(2, nz, kind, generator=generator)
+    if noise_mode in ("random", "line"):
+        z = (sample_noise(rows, nz, kind, generator=generator) if noise_mode == "random"
+             else _line(ends[0], ends[1], rows))
+        cols = [generate(trained.netG, z, y[k:k + 1].expand(rows, -1)) for k in range(len(y))]
+        return torch.stack(cols, dim=1)  # [rows, K, C, S, S]
+    if imsize < 2:
+        raise UserError(f"--imsize: --noisemode {noise_mode} needs --imsize > 1 (the spatial "
+                        "noise that makes one large image; generate.lua asserted the same)")
+    line = _line(ends[0], ends[1], imsize)  # [imsize, nz]
+    if noise_mode == "linefull1d":
+        z_map = line.T[:, None, :]  # [nz, 1, imsize]
+    else:
+        z_map = sample_noise(imsize * imsize, nz, kind, generator=generator)
+        z_map = z_map.T.reshape(nz, imsize, imsize).clone()
+        idx = torch.arange(imsize)
+        z_map[:, idx, idx] = line.T
+    device = next(trained.netG.parameters()).device
+    images = []
+    for k in range(len(y)):
+        y_map = y[k][:, None, None].expand(-1, *z_map.shape[1:])
+        zy = torch.cat([z_map, y_map.to(z_map.dtype)])[None]  # [1, nz + ny, h, w]
+        images.append(trained.netG.net(zy.to(device)).cpu())
+    return torch.stack([torch.cat(images)])  # [1, K, C, H, W]
 
 
 # -- output --------------------------------------------------------------------------------
