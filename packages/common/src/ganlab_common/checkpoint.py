@@ -202,38 +202,44 @@ class CheckpointManager:
         return items[-1][1] if items else None
 
     def iter_loadable(
-        self, map_location: str | torch.device = "cpu", announce: bool = True
+        self, map_location: str | torch.device = "cpu", announce: bool = True,
+        flag: str = "--resume", notes: list[str] | None = None,
     ) -> Iterator[tuple[Path, dict]]:
         """``(path, state)`` of every checkpoint that loads, newest first.
 
         An unreadable one (cut short, overwritten, not a checkpoint) is skipped with a
-        one-line note on stderr when ``announce``.
+        one-line note: appended to ``notes`` when given, else printed on stderr when
+        ``announce``.
         """
         for _, path in reversed(self.list()):
             try:
-                yield path, load_checkpoint(path, map_location, flag="--resume")
+                yield path, load_checkpoint(path, map_location, flag=flag)
             except UserError as exc:
-                if announce:
-                    print(f"warning: {exc.message}; trying an older checkpoint", file=sys.stderr)
+                note = f"warning: {exc.message}; trying an older checkpoint"
+                if notes is not None:
+                    notes.append(note)
+                elif announce:
+                    print(note, file=sys.stderr)
 
     def preload(self, path: Path, state: dict) -> None:
         """Hand ``state`` (already loaded from ``path``) to the next :meth:`load_latest`."""
         self._preloaded = (Path(path), state)
 
     def load_latest(
-        self, map_location: str | torch.device = "cpu", restore_rng: bool = True
+        self, map_location: str | torch.device = "cpu", restore_rng: bool = True,
+        flag: str = "--resume",
     ) -> dict | None:
         """The newest checkpoint that loads (RNG states restored), or ``None`` when none does.
 
-        A corrupt newest checkpoint is skipped, saying so, for the one before it;
-        :attr:`loaded_path` says which file was used.
+        A corrupt newest checkpoint is skipped, saying so (naming ``flag``, the option that
+        led here), for the one before it; :attr:`loaded_path` says which file was used.
         """
         preloaded, self._preloaded = self._preloaded, None
         if preloaded is not None and preloaded[0].is_file():
             path, state = preloaded[0], move_to(preloaded[1], map_location)
         else:
-            path, state = next(self.iter_loadable(map_location, announce=not self.readonly),
-                                (None, None))
+            loadable = self.iter_loadable(map_location, not self.readonly, flag)
+            path, state = next(loadable, (None, None))
         self.loaded_path = path
         if state is not None and restore_rng and "rng" in state:
             restore_rng_state(state["rng"])

@@ -182,25 +182,26 @@ def find_resume_point(
     giving a run's managers (several stages).  Never starts anything: when no run of
     that name has a loadable checkpoint it raises a one-line :class:`UserError`.
     """
-    def say(text: str) -> None:
-        if announce:
-            print(f"resume: {text}", file=sys.stderr)
-
+    notes: list[str] = []  # printed once a run is found: they explain the choice
     outdir = Path(outdir)
     for _, _, run_dir in reversed([r for r in _runs(outdir) if r[1] == name]):
         managers = (checkpoints(run_dir) if callable(checkpoints)
                     else [CheckpointManager(run_dir / checkpoints, prefix=prefix)])
         for manager in managers:
-            for path, state in manager.iter_loadable(map_location, announce=announce):
+            for path, state in manager.iter_loadable(map_location, flag="--resume", notes=notes):
                 point = ResumePoint(run_dir, path, state, _stored_config(run_dir))
-                say(f"continuing {run_dir} from {path.relative_to(run_dir)} "
-                    f"(step {point.step})")
+                notes.append(f"resume: continuing {run_dir} from {path.relative_to(run_dir)} "
+                             f"(step {point.step})")
+                if announce:
+                    print("\n".join(notes), file=sys.stderr)
                 return point
-        say(f"passing over {run_dir}: it has no loadable checkpoint "
-            "(a launch stopped before its first save?)")
+        notes.append(f"resume: passing over {run_dir}: it has no loadable checkpoint "
+                     "(a launch stopped before its first save?)")
+    corrupt = sum(note.startswith("warning:") for note in notes)
+    skipped = f"{corrupt} unreadable checkpoint(s) skipped; " if corrupt else ""
     raise UserError(
         f"--resume: no '{name}' run in '{outdir}' has a loadable checkpoint "
-        "(drop --resume to start a new run)"
+        f"({skipped}drop --resume to start a new run)"
     )
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import click
 
 from ganlab_common.errors import UserError
+from ganlab_common.guards import check_writable_dir
 from ganlab_common.legacy import dry_run_option, require_path
+from ganlab_common.options import SEED, FiniteFloat
 from ganlab_common.runs import device_option, find_run_dir, resolve_device, seed_everything
 
 from .models import IMAGE_SIZES, INITS
@@ -71,9 +73,9 @@ def _check_train_flags(cfg: TrainConfig) -> None:
 @click.option("--ndf", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--niter", type=click.IntRange(min=1), default=25, show_default=True,
               help="GAN epochs.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=2e-4,
               show_default=True)
-@click.option("--beta1", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--beta1", type=FiniteFloat(0, 1), default=0.5, show_default=True)
 @click.option("--noise", type=click.Choice(["normal", "uniform"]), default="normal",
               show_default=True)
 @click.option("--trainWrongY/--no-trainWrongY", "train_wrong_y", default=True,
@@ -82,7 +84,7 @@ def _check_train_flags(cfg: TrainConfig) -> None:
               help="original: G/D N(0, 0.02) as trainGAN.lua, encoders Torch nn defaults; "
                    "dcgan: N(0, 0.02) everywhere (before 2026-11-30); pytorch: PyTorch 2's.")
 # Encoders (options 1 and 2).
-@click.option("--split", type=click.FloatRange(0, 1, min_open=True), default=0.66,
+@click.option("--split", type=FiniteFloat(0, 1, min_open=True), default=0.66,
               show_default=True, help="Encoders train on this first fraction (unshuffled).")
 @click.option("--nConvLayers", "--n-conv-layers", "n_conv_layers", type=click.IntRange(1, 7),
               default=4, show_default=True)
@@ -96,13 +98,13 @@ def _check_train_flags(cfg: TrainConfig) -> None:
               show_default=True, help="Epochs of E_z (and of E_y unless --nEpochsY).")
 @click.option("--nEpochsY", "--n-epochs-y", "n_epochs_y", type=click.IntRange(min=0), default=0,
               show_default=True, help="Epochs of E_y (0: --nEpochs).")
-@click.option("--lrZ", "--lr-z", "lr_z", type=click.FloatRange(min=0, min_open=True),
+@click.option("--lrZ", "--lr-z", "lr_z", type=FiniteFloat(min=0, min_open=True),
               default=1e-4, show_default=True)
-@click.option("--beta1Z", "--beta1-z", "beta1_z", type=click.FloatRange(0, 1), default=0.1,
+@click.option("--beta1Z", "--beta1-z", "beta1_z", type=FiniteFloat(0, 1), default=0.1,
               show_default=True)
-@click.option("--lrY", "--lr-y", "lr_y", type=click.FloatRange(min=0, min_open=True),
+@click.option("--lrY", "--lr-y", "lr_y", type=FiniteFloat(min=0, min_open=True),
               default=1e-4, show_default=True)
-@click.option("--beta1Y", "--beta1-y", "beta1_y", type=click.FloatRange(0, 1), default=0.1,
+@click.option("--beta1Y", "--beta1-y", "beta1_y", type=FiniteFloat(0, 1), default=0.1,
               show_default=True)
 @click.option("--eyData", "--ey-data", "ey_data", type=click.Choice(["real", "generated"]),
               default="real", show_default=True,
@@ -121,7 +123,7 @@ def _check_train_flags(cfg: TrainConfig) -> None:
 @click.option("--saveEvery", "--save-every", "save_every", type=click.IntRange(min=0),
               default=0, show_default=True, help="Extra checkpoint every N iterations "
                                                  "(0: once per epoch).")
-@click.option("--manualSeed", "--seed", "seed", type=click.IntRange(min=0), default=1,
+@click.option("--manualSeed", "--seed", "seed", type=SEED, default=1,
               show_default=True)
 @device_option()
 @dry_run_option()
@@ -234,7 +236,7 @@ def newest_run(outdir: str) -> Path:
               help="interpolate: frames between the two reconstructions.")
 @click.option("--nEval", "--n-eval", "n_eval", type=click.IntRange(min=0), default=0,
               show_default=True, help="evaluate: held-out images (0: the whole split).")
-@click.option("--manualSeed", "--seed", "seed", type=click.IntRange(min=0), default=0,
+@click.option("--manualSeed", "--seed", "seed", type=SEED, default=0,
               show_default=True)
 @device_option()
 @dry_run_option()
@@ -282,6 +284,7 @@ def test_command(mode: str | None, run_dir: str | None, outdir: str, out: str | 
         return
     suffix = ".json" if mode == "evaluate" else ".png"
     target = Path(out) if out else run / "test" / f"{mode}{suffix}"
+    check_writable_dir(target.parent, "--out" if out else "--runDir")
     if mode == "evaluate":
         scores = _evaluate(trained, n_eval, dataroot, seed)
         target.parent.mkdir(parents=True, exist_ok=True)

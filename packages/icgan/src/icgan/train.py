@@ -38,7 +38,9 @@ from ganlab_common.distributed import (
     wrap_model,
 )
 from ganlab_common.errors import UserError
-from ganlab_common.runs import Run, find_run_dir, seed_everything
+from ganlab_common.guards import check_finite_losses, check_writable_dir
+from ganlab_common.options import explicit_options
+from ganlab_common.runs import Run, find_resume_point, merge_resume_config, seed_everything
 
 from .data import Labels, load_dataset
 from .models import Discriminator, Encoder, Generator, refresh_batchnorm
@@ -59,6 +61,10 @@ __all__ = [
 STAGES = ("gan", "encoder-z", "encoder-y", "all")
 #: Fields fixed by the GAN stage: encoder stages on an existing run take them from the run.
 GAN_FIELDS = ("dataset", "load_size", "fine_size", "random_crop", "nz", "ngf", "ndf", "noise")
+#: Fields a continued run always takes from its config.json (a flag with another value is an
+#: error); every other field may change between the launches of one run.
+RUN_FIELDS = (*GAN_FIELDS, "lr", "beta1", "batch_size", "train_wrong_y", "init", "split",
+              "max_images", "seed")
 DEFAULT_SAMPLES = {"celeba": 182638, "mnist": 10000}
 
 
@@ -161,11 +167,11 @@ def _stage_ckpts(run_dir: Path, name: str) -> CheckpointManager:
 
 
 def _resume(stage: Run, objects: dict, device: torch.device) -> int:
-    """Load the stage's newest checkpoint into ``objects``; the step to continue from."""
+    """Load the stage's newest loadable checkpoint into ``objects``; the step to continue from."""
     state = stage.checkpoints.load_latest(map_location=device)
     if state is None:
         return 0
-    load_state_dicts(objects, state, str(stage.checkpoints.latest()))
+    load_state_dicts(objects, state, str(stage.checkpoints.loaded_path))
     stage.truncate_stats(state["step"])
     return int(state["step"])
 
@@ -192,33 +198,45 @@ def _stored_config(run_dir: Path) -> dict:
         ) from None
 
 
-def _resolve_run(cfg: TrainConfig) -> tuple[Path | None, TrainConfig]:
-    """The run to continue (None: start a new one) and the config with the run's GAN fields.
+def _stage_managers(run_dir: Path) -> list[CheckpointManager]:
+    return [_stage_ckpts(run_dir, name) for name in ("encoder_y", "encoder_z", "gan")]
 
-    ``--stage gan|all`` starts a new run unless ``--resume``/``--runDir``; the encoder stages
-    continue the given or newest ``icgan-<dataset>`` run.  Nothing is created here.
+
+def _resolve_run(cfg: TrainConfig, is_main: bool = True) -> tuple[Path | None, TrainConfig]:
+    """The run to continue (None: start a new one) and the config it continues with.
+
+    ``--stage gan|all`` starts a new run unless ``--resume``/``--runDir``; ``--resume``
+    continues the newest ``icgan-<dataset>`` run with a loadable checkpoint of any stage, the
+    encoder stages the newest with a loadable GAN checkpoint.  A continued run keeps its
+    stored :data:`RUN_FIELDS` (the GAN's shape with a note, a flag that changes another one
+    is a one-line error) and the stored value of every other flag not given again.  Nothing
+    is created here.
     """
     name = f"icgan-{cfg.dataset}"
     path = Path(cfg.run_dir) if cfg.run_dir else None
-    if path is None and (cfg.resume or cfg.stage in ("encoder-z", "encoder-y")):
-        path = find_run_dir(cfg.outdir, name)
-        if path is None and cfg.stage in ("encoder-z", "encoder-y"):
+    if path is None and cfg.resume:
+        path = find_resume_point(cfg.outdir, name, _stage_managers, announce=is_main).run_dir
+    elif path is None and cfg.stage in ("encoder-z", "encoder-y"):
+        try:
+            path = find_resume_point(cfg.outdir, name, lambda d: [_stage_ckpts(d, "gan")],
+                                     announce=is_main).run_dir
+        except UserError:
             raise UserError(
-                f"--stage {cfg.stage}: no {name} run in '{cfg.outdir}' "
+                f"--stage {cfg.stage}: no {name} run in '{cfg.outdir}' has a gan checkpoint "
                 "(train the GAN first with --stage gan)"
-            )
+            ) from None
     if path is None:
+        check_writable_dir(cfg.outdir, "--outdir")
         return None, cfg
     if not path.is_dir():
         raise UserError(f"--runDir: '{path}' is not a folder")
     stored = _stored_config(path)
-    fixed = {k: stored[k] for k in GAN_FIELDS if k in stored}
-    if cfg.dataroot is None and stored.get("dataroot"):
-        fixed["dataroot"] = stored["dataroot"]  # the run's data, unless given again
-    for key, value in fixed.items():
-        if getattr(cfg, key) != value:
-            print(f"icgan: using {key}={value!r} from {path} (not {getattr(cfg, key)!r})")
-    return path, dataclasses.replace(cfg, **fixed)
+    fixed = {k: stored[k] for k in GAN_FIELDS if k in stored and stored[k] != getattr(cfg, k)}
+    for key, value in fixed.items():  # the GAN's shape: the run's own, with a note
+        print(f"icgan: using {key}={value!r} from {path} (not {getattr(cfg, key)!r})")
+    cfg = dataclasses.replace(cfg, **fixed)
+    changeable = [f.name for f in dataclasses.fields(cfg) if f.name not in RUN_FIELDS]
+    return path, merge_resume_config(stored, cfg, changeable, explicit_options(), path)
 
 
 def _start_run(path: Path | None, cfg: TrainConfig, ctx: DistContext) -> Run:
@@ -307,6 +325,7 @@ def train_gan(cfg: TrainConfig, run: Run, ctx: DistContext, dataset: Dataset,
             errG.backward()
             optG.step()
             step += 1
+            check_finite_losses(step, {"lossD": errD, "lossG": errG}, ctx)
             bar.update(1)
             end_of_epoch = step % per_epoch == 0
             if step % 10 == 0 or end_of_epoch:
@@ -457,6 +476,7 @@ def fit_encoder(cfg: TrainConfig, run: Run, ctx: DistContext, name: str, net: En
             loss.backward()
             opt.step()
             step += 1
+            check_finite_losses(step, {"loss": loss}, ctx)
             bar.update(1)
             end_of_epoch = step % per_epoch == 0
             if end_of_epoch:
@@ -492,7 +512,7 @@ class Trained:
 
 def _load_stage(run_dir: Path, name: str, device, flag: str, required: bool = True):
     manager = _stage_ckpts(run_dir, name)
-    state = manager.load_latest(map_location=device, restore_rng=False)
+    state = manager.load_latest(map_location=device, restore_rng=False, flag=flag)
     if state is None and required:
         raise UserError(f"{flag}: no {name} checkpoint in '{run_dir}' (train that stage first)")
     return state
@@ -557,8 +577,8 @@ def train(cfg: TrainConfig) -> Path:
     """Run the stages ``cfg.stage`` asks for; returns the run directory."""
     ctx = setup_distributed(cfg.device)
     try:
+        path, cfg = _resolve_run(cfg, ctx.is_main)
         seed_everything(cfg.seed + ctx.rank)
-        path, cfg = _resolve_run(cfg)
         dataset, labels = load_dataset(cfg.dataset, cfg.dataroot, "train", cfg.load_size,
                                        cfg.fine_size, cfg.random_crop, flip=cfg.dataset == "celeba",
                                        max_images=cfg.max_images)
