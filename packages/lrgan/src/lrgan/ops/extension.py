@@ -1,9 +1,10 @@
 """The compiled STNM op ``lrgan::stnm`` and the choice between it and the reference.
 
-``lrgan._C`` (built from csrc/ by setup.py) defines the schema and the CPU (and, when built
-with ``FORCE_CUDA=1``, CUDA) kernels. This module, on first use, imports it and registers
-the Python side: the autograd formula (the backward is the op ``lrgan::stnm_backward``),
-fake kernels so that ``torch.compile`` can trace the op, and float32 autocast.
+``lrgan._C`` (built from csrc/ by setup.py) defines the schema and the CPU kernels, and the
+CUDA kernels when it was built where torch saw a GPU and nvcc (or with ``FORCE_CUDA=1``).
+This module, on first use, imports it and registers the Python side: the autograd formula
+(the backward is the op ``lrgan::stnm_backward``), fake kernels so that ``torch.compile``
+can trace the op, and float32 autocast.
 
 Choose the implementation once, e.g. when building the model::
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,7 +115,7 @@ def select_stnm(mode: str = "auto", device: torch.device | str | None = None) ->
     Args:
         mode: ``"auto"``, ``"ext"`` or ``"ref"`` (the ``--stnm`` flag).
         device: where the op will run (default CPU); CUDA needs an extension built with
-            ``FORCE_CUDA=1``.
+            the CUDA kernels (see :func:`cuda_kernels_hint`).
 
     Raises:
         UserError: unknown mode, or ``"ext"`` when the extension cannot serve ``device``.
@@ -173,10 +175,25 @@ def _unavailable_reason(status: ExtensionStatus, device_type: str) -> str | None
     if not status.loaded:
         return status.reason
     if device_type == "cuda" and not status.with_cuda:
-        return "lrgan._C was built without CUDA kernels (rebuild with FORCE_CUDA=1)"
+        return cuda_kernels_hint()
     if device_type not in ("cpu", "cuda"):
         return f"lrgan._C has no kernels for device type {device_type!r}"
     return None
+
+
+def cuda_kernels_hint() -> str:
+    """One line: lrgan._C has no CUDA kernels, and how to get them on this machine."""
+    toolkit = bool(
+        os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or shutil.which("nvcc")
+        or os.path.exists("/usr/local/cuda/bin/nvcc")
+    )
+    need = "" if toolkit else "install the CUDA toolkit (nvcc; set CUDA_HOME), then "
+    return (
+        "lrgan._C was built without CUDA kernels (its build saw no GPU or no CUDA toolkit); "
+        f"to get them, {need}rebuild lrgan where torch sees the GPU: `uv sync "
+        "--reinstall-package lrgan` or `pip install --no-deps --no-build-isolation -e "
+        "packages/lrgan` (FORCE_CUDA=1 builds them without a visible GPU)"
+    )
 
 
 @functools.cache
