@@ -118,7 +118,9 @@ def test_health_docs_page_and_schema(server):
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert b"/static/app.js" in payload and b"http" not in payload.replace(b"http-equiv", b"")
     assert request(server, "GET", "/static/app.js")[0] == 200
-    assert request(server, "GET", "/docs")[0] == 200
+    status, _, payload = request(server, "GET", "/docs")
+    assert status == 200 and b"/swagger/swagger-ui-bundle.js" in payload
+    assert b"cdn" not in payload and request(server, "GET", "/swagger/swagger-ui.css")[0] == 200
 
 
 BAD = [

@@ -12,7 +12,7 @@ answers here in the same shape, beside our own:
   map per known word per attention stage.
 * ``POST /api/v1.0/bird`` ``{"caption"}`` -> 201 ``{"bird": {"small", "medium", "large",
   "map1", "map2", "caption", "elapsed"}}``, the images as ``data:`` URLs.
-* ``GET /docs``, ``GET /openapi.json``: from FastAPI.
+* ``GET /docs`` (Swagger UI, served from here), ``GET /openapi.json``: from FastAPI.
 
 Errors are JSON ``{"error": "..."}``: 400 malformed JSON, 404, 405, 413 body over
 ``MAX_BODY`` bytes, 415 not JSON, 422 invalid caption/seed/count (empty, too long, only
@@ -38,12 +38,14 @@ import torch.nn.functional as F
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from swagger_ui_bundle import swagger_ui_path
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .batching import BatchingGenerator, Busy, Result
@@ -297,11 +299,20 @@ def make_app(gen: Generator, max_batch: int = 16, max_queue: int = 512) -> FastA
         await run_in_threadpool(app.state.batcher.close)
 
     app = FastAPI(title="attngan-serve", version="2.0", lifespan=lifespan,
-                  description=__doc__.split("\n\n")[0],
+                  description=__doc__.split("\n\n")[0], docs_url=None, redoc_url=None,
                   exception_handlers={RequestValidationError: _on_invalid,
                                       HTTPException: _on_http})  # fmt: skip
     app.add_middleware(BodyLimit, max_body=MAX_BODY)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
+    app.mount("/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        """FastAPI's Swagger UI, its files served from here (swagger-ui-bundle), not a CDN."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="attngan-serve",
+                                   swagger_js_url="/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/swagger/favicon-32x32.png")  # fmt: skip
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
