@@ -150,6 +150,19 @@ def test_bad_bodies_get_4xx_with_a_message(server, body, code, text):
     assert headers["content-type"] == "application/json"
 
 
+def test_a_dcgan_generator_serves_its_one_stage(tmp_path):
+    path = write_tiny_generator(tmp_path / "netG.pt", [*TINY, "GAN.B_DCGAN=true"])
+    gen = load_generator(path, torch.device("cpu"))
+    with ServerThread(make_app(gen)) as srv:
+        body = {"caption": "a red bird", "stages": True, "attention": True}
+        data = json.loads(request(srv, "POST", "/generate", body)[2])
+        assert [_size(s) for s in data["stages"][0]] == [(64, 64)]
+        assert [len(s["maps"]) for s in data["attention"][0]] == [3, 3]
+        bird = json.loads(request(srv, "POST", "/api/v1.0/bird", {"caption": "a red bird"})[2])
+        assert {"large", "map1", "map2"} <= set(bird["bird"]) and "small" not in bird["bird"]
+        assert json.loads(request(srv, "GET", "/health")[2])["stage_sizes"] == [64]
+
+
 def test_methods_routes_and_content_type_answer_in_json(server):
     cases = [("GET", "/generate", 405), ("PUT", "/health", 405),
              ("DELETE", "/api/v1.0/bird", 405), ("GET", "/nope", 404)]  # fmt: skip

@@ -165,6 +165,12 @@ def word_maps(image: torch.Tensor, attn: torch.Tensor) -> list[str]:
     return [png_b64(to_pil(x * 2 - 1)) for x in lit]
 
 
+def _under(stages: list[torch.Tensor], k: int) -> torch.Tensor:
+    """The images attention stage ``k`` is drawn over: stage ``k + 2`` (1-based), or the only
+    image of a G_DCGAN."""
+    return stages[k + 1] if len(stages) > 1 else stages[-1]
+
+
 def _generate_json(result: Result, seed: int, words, unknown, req: GenerateRequest) -> dict:
     stages, atts = result.stages, result.attention
     n = stages[-1].size(0)
@@ -173,11 +179,9 @@ def _generate_json(result: Result, seed: int, words, unknown, req: GenerateReque
     if req.stages:
         out["stages"] = [[png_b64(to_pil(s[i])) for s in stages] for i in range(n)]
     if req.attention:
-        # attention stage k sits on image stage k + 1 (k + 2 in the original's numbering)
-        images = stages[1:] if len(stages) > 1 else stages
         out["attention"] = [
             [
-                {"size": a.size(-1), "maps": word_maps(images[k][i], a[i])}
+                {"size": a.size(-1), "maps": word_maps(_under(stages, k)[i], a[i])}
                 for k, a in enumerate(atts)
             ]
             for i in range(n)
@@ -191,9 +195,8 @@ def _bird_json(result: Result, caption: str, words: list[str], elapsed: float) -
     names += [f"stage{k + 1}" for k in range(len(names), len(stages))]
     url = "data:image/png;base64,"
     bird = {name: url + png_b64(to_pil(s[0])) for name, s in zip(names, stages)}
-    images = stages[1:] if len(stages) > 1 else stages
     for k, a in enumerate(result.attention):
-        figure = attention_figure(images[k][0], a[0], words)
+        figure = attention_figure(_under(stages, k)[0], a[0], words)
         bird[f"map{k + 1}"] = url + png_b64(figure)
     return {"bird": {**bird, "caption": caption, "elapsed": elapsed}}
 
@@ -290,7 +293,7 @@ _ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
 
 def make_app(gen: Generator, max_batch: int = 16, max_queue: int = 512) -> FastAPI:
     """The ASGI app for ``gen``; its batching worker starts and stops with the app's lifespan."""
-    sizes = stage_sizes(gen.cfg)
+    sizes = stage_sizes(gen.cfg)[-1:] if gen.cfg["GAN"]["B_DCGAN"] else stage_sizes(gen.cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
