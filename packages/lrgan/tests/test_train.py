@@ -85,7 +85,7 @@ def test_evaluate_writes_decomposition(tmp_path):
         (["--ntimestep", "0"], "--ntimestep"),
         (["--imageSize", "48"], "--imageSize"),
         (["--dataset", "cub200"], "--dataroot"),  # the later --dataset wins
-        (["--cuda"], "--cuda"),
+        (["--cuda", "maybe"], "--cuda"),  # --cuda alone picks the GPU (the original's flag)
     ],
 )
 def test_bad_flags_one_line_error(tmp_path, args, needle):
