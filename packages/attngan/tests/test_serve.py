@@ -163,6 +163,17 @@ def test_a_dcgan_generator_serves_its_one_stage(tmp_path):
         assert json.loads(request(srv, "GET", "/health")[2])["stage_sizes"] == [64]
 
 
+def test_a_failing_generator_gives_json_500_and_the_server_goes_on(tmp_path):
+    gen = load_generator(write_tiny_generator(tmp_path / "netG.pt", TINY), torch.device("cpu"))
+    forward = gen.net_g.forward
+    gen.net_g.forward = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory"))
+    with ServerThread(make_app(gen)) as srv:
+        status, headers, payload = request(srv, "POST", "/generate", {"caption": "a red bird"})
+        assert status == 500 and "out of memory" in json.loads(payload)["error"]
+        gen.net_g.forward = forward
+        assert request(srv, "POST", "/generate", {"caption": "a red bird"})[0] == 200
+
+
 def test_methods_routes_and_content_type_answer_in_json(server):
     cases = [("GET", "/generate", 405), ("PUT", "/health", 405),
              ("DELETE", "/api/v1.0/bird", 405), ("GET", "/nope", 404)]  # fmt: skip

@@ -266,6 +266,11 @@ async def _on_http(request: Request, exc: HTTPException) -> JSONResponse:
     return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)), headers)
 
 
+async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
+    """Anything else (a failed generator call): JSON 500; uvicorn logs the traceback."""
+    return _error(500, f"generation failed: {type(exc).__name__}: {exc}")
+
+
 def _encode(gen: Generator, caption: str) -> tuple[list[int], list[str], list[str]]:
     """``(ids, known words, unknown words)``; 422 when no word is known."""
     ids, unknown = gen.vocab.encode(tokenize(caption))
@@ -304,7 +309,7 @@ def make_app(gen: Generator, max_batch: int = 16, max_queue: int = 512) -> FastA
     app = FastAPI(title="attngan-serve", version="2.0", lifespan=lifespan,
                   description=__doc__.split("\n\n")[0], docs_url=None, redoc_url=None,
                   exception_handlers={RequestValidationError: _on_invalid,
-                                      HTTPException: _on_http})  # fmt: skip
+                                      HTTPException: _on_http, Exception: _on_crash})  # fmt: skip
     app.add_middleware(BodyLimit, max_body=MAX_BODY)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
     app.mount("/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
