@@ -27,6 +27,7 @@ from ganlab_common.data import (
     ImageFolder,
     bbox_crop_box,
     read_idx,
+    skipped_images,
 )
 from ganlab_common.data._base import package_data_dir
 from ganlab_common.errors import UserError
@@ -543,10 +544,13 @@ def test_cub_missing_caption_and_image(cub_root):
     with pytest.raises(UserError) as excinfo:
         train.captions(0)
     assert_one_line(excinfo, missing, "not found")
-    train.paths[0].unlink()
-    with pytest.raises(UserError) as excinfo:
-        train[0]
-    assert_one_line(excinfo, train.paths[0], "not found")
+    train.paths[0].unlink()  # while training: skipped for the next image, and counted
+    if len(train) > 1:
+        assert torch.equal(train[0][0], train[1][0]) and skipped_images(train) == 1
+    else:  # nothing to take its place
+        with pytest.raises(UserError) as excinfo:
+            train[0]
+        assert_one_line(excinfo, train.paths[0], "not found")
     with pytest.raises(UserError) as excinfo:
         CUB200(cub_root)
     assert_one_line(excinfo, train.paths[0], "not found", cub_root / "images.txt")

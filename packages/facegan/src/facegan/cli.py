@@ -22,12 +22,14 @@ from ganlab_common.legacy import (
     require_path,
     set_threads,
 )
+from ganlab_common.options import SEED, FiniteFloat
 from ganlab_common.runs import device_option
 
 __all__ = ["autoencoder", "c2f", "dataset", "denoiser", "sample", "train"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 SAVE = "runs/facegan"
+_FLOAT = FiniteFloat()  # any finite float (NaN/inf refused)
 
 
 def _refuse(flag: str, instead: str) -> Callable:
@@ -53,6 +55,14 @@ _AWS = click.option("--aws", is_flag=True, expose_value=False,
                                                     "path; give the folder with --dataset"),
                     help="No effect (a note says so): give the data folder with --dataset.")
 _DRY_RUN = dry_run_option()
+
+
+def _images_per_epoch(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """--N_epoch: a positive count, or -1 for the whole dataset."""
+    if value == 0 or value < -1:
+        raise click.BadParameter(f"{value}: expected a positive number of images, or -1 for "
+                                 "the whole dataset", ctx, param)
+    return value
 
 
 def _noop(flag: str, why: str, **kwargs) -> Callable:
@@ -99,7 +109,7 @@ def _common_train(f: Callable) -> Callable:
                      help="Start from the networks in this checkpoint file."),
         click.option("--noplot", is_flag=True,
                      help="No sample grids until the last epoch (the original's live plots)."),
-        click.option("--seed", default=1, show_default=True, type=int),
+        click.option("--seed", default=1, show_default=True, type=SEED),
         click.option("--grayscale/--color", default=None,
                      help="Grey or colour images [default: grey for the embedded faces, "
                           "colour for a folder; colour needs a facegan-dataset folder]."),
@@ -125,29 +135,30 @@ def _gan_flags(d_l1: float, d_l2: float) -> Callable:
         click.option("--batchSize", "batchSize", default=32, show_default=True, type=int,
                      help="Even, >= 4: half real + half fake images for D, all fake for G."),
         click.option("--N_epoch", "N_epoch", default=1000, show_default=True, type=int,
-                     help="Random images per epoch (-1: the whole dataset)."),
-        click.option("--G_L1", "G_L1", default=0.0, show_default=True, type=float,
+                     callback=_images_per_epoch,
+                     help="Random images per epoch (-1: the whole dataset; 0 is refused)."),
+        click.option("--G_L1", "G_L1", default=0.0, show_default=True, type=_FLOAT,
                      help="L1 penalty on G's weights (the original used --G_L2's value here)."),
-        click.option("--G_L2", "G_L2", default=0.0, show_default=True, type=float),
-        click.option("--D_L1", "D_L1", default=d_l1, show_default=True, type=float),
-        click.option("--D_L2", "D_L2", default=d_l2, show_default=True, type=float),
+        click.option("--G_L2", "G_L2", default=0.0, show_default=True, type=_FLOAT),
+        click.option("--D_L1", "D_L1", default=d_l1, show_default=True, type=_FLOAT),
+        click.option("--D_L2", "D_L2", default=d_l2, show_default=True, type=_FLOAT),
         click.option("--D_iterations", "D_iterations", default=1, show_default=True,
                      type=click.IntRange(min=1), help="D updates per batch."),
         click.option("--G_iterations", "G_iterations", default=1, show_default=True,
                      type=click.IntRange(min=1), help="G updates per batch."),
         click.option("--D_clamp", "D_clamp", default=1.0, show_default=True,
-                     type=click.FloatRange(min=0),
+                     type=FiniteFloat(min=0),
                      help="Clamp D's gradients element-wise to +-this (0: off)."),
         click.option("--G_clamp", "G_clamp", default=5.0, show_default=True,
-                     type=click.FloatRange(min=0),
+                     type=FiniteFloat(min=0),
                      help="Clamp G's gradients element-wise to +-this (0: off)."),
         click.option("--D_optmethod", "D_optmethod", default="adam", show_default=True,
                      help="sgd, adam or adagrad."),
         click.option("--G_optmethod", "G_optmethod", default="adam", show_default=True,
                      help="sgd, adam or adagrad."),
-        click.option("--G_adam_lr", "G_adam_lr", default=-1.0, show_default=True, type=float,
+        click.option("--G_adam_lr", "G_adam_lr", default=-1.0, show_default=True, type=_FLOAT,
                      help="Adam learning rate for G (-1: 1e-3)."),
-        click.option("--D_adam_lr", "D_adam_lr", default=-1.0, show_default=True, type=float,
+        click.option("--D_adam_lr", "D_adam_lr", default=-1.0, show_default=True, type=_FLOAT,
                      help="Adam learning rate for D (-1: 1e-3)."),
         click.option("--noiseDim", "noiseDim", default=100, show_default=True,
                      type=click.IntRange(min=1)),
@@ -157,7 +168,7 @@ def _gan_flags(d_l1: float, d_l2: float) -> Callable:
                           "written to the run folder instead."),
         click.option("--threads", default=None, type=click.IntRange(min=1),
                      help="CPU threads for torch [default: torch's choice]."),
-        click.option("--width", default=1.0, show_default=True, type=float,
+        click.option("--width", default=1.0, show_default=True, type=_FLOAT,
                      help="New: multiply every hidden channel count (1 = the original "
                           "networks; e.g. 0.25 for a quick CPU trial)."),
     ]
@@ -219,7 +230,7 @@ def _apply_short_aliases(flags: dict) -> None:
               help="Where out_aug_64x64/ and out_unaug_64x64/ are written.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes (the output does not depend on it).")
-@click.option("--seed", default=43, show_default=True, type=int)
+@click.option("--seed", default=43, show_default=True, type=SEED)
 @_DRY_RUN
 def dataset(path: str | None, out: str, workers: int, seed: int, dry_run: bool) -> None:
     """Build the augmented LFW face set (dataset/generate_dataset.py).
@@ -261,11 +272,11 @@ def dataset(path: str | None, out: str, workers: int, seed: int, dry_run: bool) 
               help="Save a checkpoint and sample grids every N epochs (original 30).")
 @_common_train
 @_gan_flags(d_l1=0.0, d_l2=1e-4)
-@click.option("--G_SGD_lr", "G_SGD_lr", default=0.02, show_default=True, type=float)
-@click.option("--G_SGD_momentum", "G_SGD_momentum", default=0.0, show_default=True, type=float)
-@click.option("--D_SGD_lr", "D_SGD_lr", default=0.02, show_default=True, type=float)
-@click.option("--D_SGD_momentum", "D_SGD_momentum", default=0.0, show_default=True, type=float)
-@click.option("--D_maxAcc", "D_maxAcc", default=1.01, show_default=True, type=float,
+@click.option("--G_SGD_lr", "G_SGD_lr", default=0.02, show_default=True, type=_FLOAT)
+@click.option("--G_SGD_momentum", "G_SGD_momentum", default=0.0, show_default=True, type=_FLOAT)
+@click.option("--D_SGD_lr", "D_SGD_lr", default=0.02, show_default=True, type=_FLOAT)
+@click.option("--D_SGD_momentum", "D_SGD_momentum", default=0.0, show_default=True, type=_FLOAT)
+@click.option("--D_maxAcc", "D_maxAcc", default=1.01, show_default=True, type=_FLOAT,
               help="Skip D's update while its mean accuracy over the last ~31 batches is >= "
                    "this (1.01: never).")
 @click.option("--denoise", is_flag=True,
@@ -326,10 +337,10 @@ def train(**flags) -> None:
               type=click.IntRange(min=1), help="Checkpoint and grid every N epochs.")
 @_common_train
 @_gan_flags(d_l1=1e-7, d_l2=0.0)
-@click.option("--G_sgd_lr", "G_sgd_lr", default=0.02, show_default=True, type=float)
-@click.option("--G_sgd_momentum", "G_sgd_momentum", default=0.0, show_default=True, type=float)
-@click.option("--D_sgd_lr", "D_sgd_lr", default=0.02, show_default=True, type=float)
-@click.option("--D_sgd_momentum", "D_sgd_momentum", default=0.0, show_default=True, type=float)
+@click.option("--G_sgd_lr", "G_sgd_lr", default=0.02, show_default=True, type=_FLOAT)
+@click.option("--G_sgd_momentum", "G_sgd_momentum", default=0.0, show_default=True, type=_FLOAT)
+@click.option("--D_sgd_lr", "D_sgd_lr", default=0.02, show_default=True, type=_FLOAT)
+@click.option("--D_sgd_momentum", "D_sgd_momentum", default=0.0, show_default=True, type=_FLOAT)
 def c2f(**flags) -> None:
     """Train the coarse-to-fine upscaler (train_c2f.lua): G turns [noise ; upsampled coarse
     image] into the missing detail (a residual), D judges residual + coarse.
@@ -382,7 +393,7 @@ def c2f(**flags) -> None:
               help="Also save the 16 best samples beside their L2-nearest training images.")
 @click.option("--writeto", default="", type=click.Path(file_okay=False),
               help="Output folder [default: a new <save_base>/<NNNNN>-sample/].")
-@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--seed", default=1, show_default=True, type=SEED)
 @click.option("--runs", default=1, show_default=True, type=int,
               help="How many times to sample and save.")
 @click.option("--batchSize", "batchSize", default=16, show_default=True, type=int,
@@ -437,10 +448,10 @@ def sample(**flags) -> None:
 @click.option("--batchSize", "batchSize", default=128, show_default=True, type=int)
 @click.option("--N_train", "N_train", default=10000, show_default=True, type=int,
               help="Training images (the rest, up to 256, validate).")
-@click.option("--coefL1", "coefL1", default=0.0, show_default=True, type=float)
-@click.option("--coefL2", "coefL2", default=0.0, show_default=True, type=float)
+@click.option("--coefL1", "coefL1", default=0.0, show_default=True, type=_FLOAT)
+@click.option("--coefL2", "coefL2", default=0.0, show_default=True, type=_FLOAT)
 @click.option("--AE_clamp", "AE_clamp", default=1.0, show_default=True,
-              type=click.FloatRange(min=0), help="Gradient clamp (0: off).")
+              type=FiniteFloat(min=0), help="Gradient clamp (0: off).")
 @click.option("--window", default=10, show_default=True, type=int,
               callback=noop_callback("--window", _NO_DISPLAY),
               help="No effect (a note says so): there is no live display.")
@@ -474,19 +485,19 @@ def denoiser(**flags) -> None:
 @click.option("--saveFreq", "saveFreq", default=10, show_default=True,
               type=click.IntRange(min=1))
 @click.option("--learningRate", "learningRate", default=1e-3, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
+              type=FiniteFloat(min=0, min_open=True),
               help="Adam's learning rate (the original's SGD rate 0.02 was never used).")
 @click.option("--batchSize", "batchSize", default=128, show_default=True, type=int)
 @click.option("--N_train", "N_train", default=10000, show_default=True, type=int)
-@click.option("--coefL1", "coefL1", default=0.0, show_default=True, type=float)
-@click.option("--coefL2", "coefL2", default=0.0, show_default=True, type=float)
+@click.option("--coefL1", "coefL1", default=0.0, show_default=True, type=_FLOAT)
+@click.option("--coefL2", "coefL2", default=0.0, show_default=True, type=_FLOAT)
 @click.option("--noiseDim", "noiseDim", default=256, show_default=True,
               type=click.IntRange(min=1), help="Size of the code layer.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="CPU threads for torch [default: torch's choice].")
 @click.option("--plot", is_flag=True,
               help="Sample grids every epoch (what this command always does unless --noplot).")
-@_noop("--momentum", "the original's SGD momentum; it trained with Adam", type=float)
+@_noop("--momentum", "the original's SGD momentum; it trained with Adam", type=_FLOAT)
 @_noop("--K", "the original declared it and never used it", type=int)
 @_noop("--hidden_G", "the original's model ignored it (512 -> code -> 256 units)", type=int)
 @_noop("--hidden_D", "the original's model ignored it (it has no D)", type=int)

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 
-from ganlab_common.data import LFW
+from ganlab_common.data import LFW, SkipsUnreadable, open_image
 from ganlab_common.errors import UserError
 
 from .dataset import AUG_DIR, UNAUG_DIR, augmented_embedded_faces
@@ -131,20 +130,25 @@ def _to_grey(x: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(1, keepdim=True)
 
 
-class FaceFolder(Dataset):
-    """``<folder>/*.jpg`` (sorted), each loaded as float ``[C, S, S]`` in [0, 1]."""
+class FaceFolder(SkipsUnreadable):
+    """``<folder>/*.jpg`` (sorted), each loaded as float ``[C, S, S]`` in [0, 1].
+
+    An unreadable file is skipped with a warning for the next one (counted; see
+    ``ganlab_common.data.report_skipped_images``).
+    """
 
     def __init__(self, folder: str | Path, scale: int, channels: int):
+        super().__init__()
         self.paths = _jpgs(Path(folder))
         self.scale, self.channels = scale, channels
+        self.source = str(folder)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.paths[index]) as img:
-            img = img.convert("L" if self.channels == 1 else "RGB")
-            array = np.asarray(img, dtype=np.uint8)
+    def _read(self, index: int) -> torch.Tensor:
+        img = open_image(self.paths[index], "L" if self.channels == 1 else "RGB")
+        array = np.asarray(img, dtype=np.uint8)
         x = torch.from_numpy(array.copy()).float().div(255)
         x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
         return resize(x.unsqueeze(0), self.scale)[0]

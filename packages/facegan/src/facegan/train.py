@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ganlab_common.checkpoint import load_checkpoint, load_state_dicts, state_dicts
+from ganlab_common.data import report_skipped_images
 from ganlab_common.distributed import (
     DistContext,
     all_reduce_mean,
@@ -26,7 +27,15 @@ from ganlab_common.distributed import (
     wrap_model,
 )
 from ganlab_common.errors import UserError
-from ganlab_common.runs import Run, seed_everything
+from ganlab_common.guards import check_finite_losses, check_writable_dir
+from ganlab_common.options import explicit_options
+from ganlab_common.runs import (
+    ResumePoint,
+    Run,
+    find_resume_point,
+    merge_resume_config,
+    seed_everything,
+)
 
 from .data import check_channels, load_faces, real_faces, resolve_source
 from .models import (
@@ -122,6 +131,24 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, D_optmethod=d_opt, G_optmethod=g_opt)
 
 
+#: Flags that may differ from the stored run on --resume (the rest come from its config.json).
+RESUME_CHANGEABLE = ("epochs", "saveFreq", "save", "network", "noplot", "dataset", "denoise",
+                     "window", "device", "resume", "threads")
+
+
+def resume_point(cfg, name: str, is_main: bool) -> tuple[object, ResumePoint | None]:
+    """--resume: the newest ``name`` run with a loadable checkpoint and the config it continues
+    with (its stored flags win; a conflicting flag is a one-line error).  Without --resume:
+    ``--save`` is checked to be writable first.  ``cfg`` is a dataclass of the flags."""
+    if not cfg.resume:
+        check_writable_dir(cfg.save, "--save")
+        return cfg, None
+    point = find_resume_point(cfg.save, name, announce=is_main)
+    merged = merge_resume_config(point.config, cfg, RESUME_CHANGEABLE, explicit_options(),
+                                 point.run_dir)
+    return merged, point
+
+
 def run_name(scale: int, channels: int) -> str:
     return f"train-{scale}px-{'gray' if channels == 1 else 'color'}"
 
@@ -190,6 +217,10 @@ def train(cfg: TrainConfig) -> Run:
 def _train(cfg: TrainConfig, ctx: DistContext) -> Run:
     source = resolve_source(cfg.dataset)
     channels = check_channels(source, cfg.grayscale)
+    name = run_name(cfg.scale, channels)
+    cfg, point = resume_point(cfg, name, ctx.is_main)
+    cfg = check_config(cfg)
+    source = resolve_source(cfg.dataset)
     denoiser = load_denoiser(cfg.save, channels, cfg.scale, ctx.device) if cfg.denoise else None
     seed_everything(cfg.seed + ctx.rank)
     G, D = build_models(channels, cfg.scale, cfg.noiseDim, cfg.init, cfg.width)
@@ -206,8 +237,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Run:
                           cfg.D_adam_lr)
     meta = {"channels": channels, "scale": cfg.scale, "noiseDim": cfg.noiseDim,
             "width": cfg.width, "source": asdict(source)}
-    name = run_name(cfg.scale, channels)
-    run = Run.start(cfg.save, name, {**asdict(cfg), **meta}, resume=cfg.resume, ckpt_keep=2)
+    run = Run.start(cfg.save, name, {**asdict(cfg), **meta}, resume=point or False, ckpt_keep=2)
     if run.is_main:
         print(f"run {run.dir}: {cfg.scale}px {'grey' if channels == 1 else 'colour'} faces "
               f"from {source.describe()}")
@@ -218,7 +248,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Run:
     if cfg.resume:
         state = run.checkpoints.load_latest(map_location=ctx.device)
         if state is not None:
-            load_state_dicts(objects, state, source=str(run.checkpoints.latest()))
+            load_state_dicts(objects, state, source=str(run.checkpoints.loaded_path))
             step, start_epoch = state["step"], state["epoch"]
             accs.extend(state.get("accs", []))
             run.truncate_stats(step)
@@ -242,6 +272,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Run:
             for k in totals:
                 totals[k] += stats[k]
             step += 1
+            check_finite_losses(step, {k: stats[k] for k in ("loss_D", "loss_G")}, ctx)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, lossD=f"{stats['loss_D']:.3f}",
                             lossG=f"{stats['loss_G']:.3f}",
@@ -259,6 +290,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> Run:
     bar.close()
     run.plot_losses(["loss_D", "loss_G", "acc_D"])
     run.close()
+    report_skipped_images(dataset)
     return run
 
 

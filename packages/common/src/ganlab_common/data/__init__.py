@@ -22,7 +22,9 @@ cannot be read while training (lazy datasets) is skipped with a warning and coun
 
 from ganlab_common.data._base import (
     IMAGE_EXTENSIONS,
+    SkipsUnreadable,
     UnreadableImageError,
+    open_image,
     report_skipped_images,
     skipped_images,
 )
@@ -45,8 +47,10 @@ __all__ = [
     "FashionMNIST",
     "ImageFolder",
     "bbox_crop_box",
+    "open_image",
     "read_idx",
     "report_skipped_images",
     "skipped_images",
+    "SkipsUnreadable",
     "UnreadableImageError",
 ]

@@ -236,39 +236,36 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
 # Base datasets.
 
 
-class ImageDataset(Dataset):
-    """Base: ``dataset[i] -> (image, target)``.
+class SkipsUnreadable(Dataset):
+    """Base of lazily read datasets: an unreadable image file never stops training.
 
-    ``image`` is ``transform(PIL image)`` when a transform is given, else a float
-    tensor ``[C, H, W]`` in [0, 1]. Subclasses implement ``__len__``, ``_pil(i)``
-    and ``_target(i)``; ``_tensor(i)`` may skip the PIL round trip.
+    ``dataset[i]`` is ``self._read(i)``; when that raises :class:`UnreadableImageError`
+    the item is skipped (a warning once per file, counted in ``self.unreadable``, see
+    :func:`report_skipped_images`) for the next readable one.  Subclasses implement
+    ``__len__`` and ``_read`` and call ``super().__init__()``.
     """
 
     source: str = ""
 
-    def __init__(self, transform: Transform | None = None) -> None:
-        self.transform = transform
+    def __init__(self) -> None:
         self.unreadable = SkipCounter()
         self._warned: set[int] = set()
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        """Item ``index``; an unreadable image file is skipped (warned once, counted) for
-        the next readable one, so one bad file never stops a training run."""
-        for attempt in range(min(MAX_UNREADABLE_IN_A_ROW, len(self))):
+    def __getitem__(self, index: int) -> Any:
+        tries = min(MAX_UNREADABLE_IN_A_ROW, len(self))
+        for attempt in range(tries):
             current = (index + attempt) % len(self)
             try:
-                return self._item(current)
+                return self._read(current)
             except UnreadableImageError as exc:
                 self._skip(current, exc)
-        raise UserError(f"{self.source}: {MAX_UNREADABLE_IN_A_ROW} unreadable images in a "
-                        f"row from item {index} on (see the warnings); check the folder")
+                last = exc
+        raise UserError(f"{self.source or type(self).__name__}: {tries} unreadable image(s) "
+                        f"in a row from item {index} on, the last {last.message}; check "
+                        "the folder")
 
-    def _item(self, index: int) -> tuple[Any, Any]:
-        if self.transform is not None:
-            image = self.transform(self._pil(index))
-        else:
-            image = self._tensor(index)
-        return image, self._target(index)
+    def _read(self, index: int) -> Any:
+        raise NotImplementedError
 
     def _skip(self, index: int, exc: UnreadableImageError) -> None:
         if not hasattr(self, "unreadable"):  # a subclass that skipped __init__
@@ -277,6 +274,27 @@ class ImageDataset(Dataset):
         if index not in self._warned:
             self._warned.add(index)
             print(f"warning: skipping {exc.message}", file=sys.stderr)
+
+
+class ImageDataset(SkipsUnreadable):
+    """Base: ``dataset[i] -> (image, target)``.
+
+    ``image`` is ``transform(PIL image)`` when a transform is given, else a float
+    tensor ``[C, H, W]`` in [0, 1]. Subclasses implement ``__len__``, ``_pil(i)``
+    and ``_target(i)``; ``_tensor(i)`` may skip the PIL round trip.  Unreadable image
+    files are skipped (see :class:`SkipsUnreadable`).
+    """
+
+    def __init__(self, transform: Transform | None = None) -> None:
+        super().__init__()
+        self.transform = transform
+
+    def _read(self, index: int) -> tuple[Any, Any]:
+        if self.transform is not None:
+            image = self.transform(self._pil(index))
+        else:
+            image = self._tensor(index)
+        return image, self._target(index)
 
     def __len__(self) -> int:
         raise NotImplementedError
