@@ -137,10 +137,14 @@ class ErrorResponse(BaseModel):
 # Pictures
 
 
-def png_b64(image: Image.Image) -> str:
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def png_b64(image: Image.Image) -> str:
+    return base64.b64encode(png_bytes(image)).decode()
 
 
 def side_by_side(images: torch.Tensor) -> Image.Image:
@@ -352,7 +356,7 @@ def make_app(gen: Generator, max_batch: int = 16, max_queue: int = 512) -> FastA
             data = await run_in_threadpool(_generate_json, result, seed, words, unknown, body)
             return JSONResponse(data, headers=headers)
         sheet = await run_in_threadpool(side_by_side, result.stages[-1])
-        png = base64.b64decode(await run_in_threadpool(png_b64, sheet))
+        png = await run_in_threadpool(png_bytes, sheet)
         return Response(png, media_type="image/png", headers=headers)
 
     @app.post("/api/v1.0/bird", status_code=201, responses=_ERRORS)
