@@ -16,7 +16,9 @@ import json
 import click
 
 from ganlab_common.errors import UserError
+from ganlab_common.guards import check_writable_dir
 from ganlab_common.legacy import dry_run_option, gpu_device, note, require_path
+from ganlab_common.options import SEED, check_finite_values, explicit_options
 from ganlab_common.runs import device_option, resolve_device
 
 from .config import PRESETS, load_config
@@ -53,7 +55,7 @@ def _config_options(default_cfg: str):
             click.option(
                 "--manualSeed",
                 "seed",
-                type=click.IntRange(min=0),
+                type=SEED,
                 default=100,
                 show_default=True,
                 help="Random seed.",
@@ -135,6 +137,7 @@ def _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters) -
     if max_iters is not None:
         extra.append(f"GANLAB.MAX_ITERS={max_iters}")
     cfg = load_config(cfg_name, extra)
+    check_finite_values(cfg, "--cfg/--set")
     if cfg["TRAIN"]["BATCH_SIZE"] < 2:
         raise UserError("TRAIN.BATCH_SIZE: expected at least 2 (contrastive losses)")
     return cfg
@@ -216,6 +219,7 @@ def train(
     if faithful_mask_bug:
         overrides = (*overrides, "GANLAB.MASK_BUG=true")
     cfg = _resolve(cfg_name, overrides, image_encoder, inception_weights, max_iters)
+    _check_base_size(cfg["TREE"]["BASE_SIZE"])
     device = _device(device, gpu)
     if not cfg["TRAIN"]["FLAG"]:
         _sample_from_config(cfg, data_dir, device, seed, dry_run)
@@ -231,8 +235,39 @@ def train(
     from .train import train_attngan
 
     net_e = cfg["TRAIN"]["NET_E"] or None
-    run_dir = train_attngan(cfg, data_dir, outdir, net_e, device, seed, resume, cfg["WORKERS"])
+    explicit = _explicit_config_keys(overrides, max_iters, image_encoder, inception_weights)
+    run_dir = train_attngan(cfg, data_dir, outdir, net_e, device, seed, resume, cfg["WORKERS"],
+                            explicit)
     click.echo(f"generator: {run_dir / 'netG.pt'}")
+
+
+def _check_base_size(size: int) -> None:
+    """The generator grows 4x4 features by 2x steps: TREE.BASE_SIZE is 4 * 2^k, k >= 1."""
+    if not isinstance(size, int) or size < 8 or size & (size - 1):
+        raise UserError(f"TREE.BASE_SIZE: expected 4 * 2^k (8, 16, 32, 64, ...), got {size}")
+
+
+def _explicit_config_keys(overrides, max_iters, image_encoder, inception_weights
+                          ) -> dict[str, str] | None:
+    """The run-config keys (``seed``, ``cfg.TRAIN.X``, ...) this command line set, with the
+    flag that set each; what ``--resume`` checks against the stored run."""
+    given = explicit_options()
+    if given is None:
+        return None
+    keys = {name: given[flag] for name, flag in
+            (("seed", "seed"), ("data_dir", "data_dir"), ("NET_E", "net_e")) if flag in given}
+    if "cfg_name" in given:
+        keys["cfg"] = "--cfg"  # every entry of the config
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        keys[f"cfg.{key}"] = f"--set {key}"
+    for key, value, flag in (("GANLAB.MAX_ITERS", max_iters, "--max_iters"),
+                             ("GANLAB.IMAGE_ENCODER", image_encoder, "--image_encoder"),
+                             ("GANLAB.INCEPTION_WEIGHTS", inception_weights,
+                              "--inception_weights")):
+        if value is not None:
+            keys[f"cfg.{key}"] = flag
+    return keys
 
 
 def _example_captions(data_dir: str) -> list[str]:
@@ -294,6 +329,9 @@ def _read_captions_file(path: str) -> list[str]:
             lines = [line.strip() for line in f if line.strip()]
     except OSError as exc:
         raise UserError(f"--captions: cannot read '{path}' ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--captions: '{path}' is not a UTF-8 text file (one caption a line)"
+                        ) from None
     if not lines:
         raise UserError(f"--captions: '{path}' has no caption lines")
     return lines
@@ -323,7 +361,7 @@ def _read_captions_file(path: str) -> list[str]:
 )
 @click.option("--data_dir", default=None, metavar="DIR", help="Data set for --count.")
 @click.option("--attention", is_flag=True, help="Also write the per-word attention maps.")
-@click.option("--manualSeed", "seed", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--manualSeed", "seed", type=SEED, default=100, show_default=True)
 @click.option("--batch_size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--outdir", default="output", show_default=True, help="Where runs are found.")
 @click.option(
@@ -366,6 +404,7 @@ def sample(
     if not texts:
         raise UserError("--caption/--captions/--count: give at least one caption")
     target = Path(save_dir) if save_dir else (path.parent / "samples")
+    check_writable_dir(target, "--save_dir" if save_dir else "--netG")
     paths = save_samples(gen, texts, target, seed, batch_size, attention)
     click.echo(f"{len(paths)} images in {target}")
 
@@ -412,7 +451,7 @@ def sample(
     metavar="FILE",
     help="torchvision inception_v3 state_dict with logits (needed for is).",
 )
-@click.option("--manualSeed", "seed", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--manualSeed", "seed", type=SEED, default=100, show_default=True)
 @click.option("--batch_size", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--outdir", default="output", show_default=True, help="Where runs are found.")
 @device_option()

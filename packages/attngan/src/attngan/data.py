@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 from torchvision import transforms
 
-from ganlab_common.data import CUB200, bbox_crop_box
+from ganlab_common.data import CUB200, SkipsUnreadable, bbox_crop_box, open_image
 from ganlab_common.errors import UserError
 
 from .text import Vocabulary, load_captions_pickle, load_filenames_pickle, pad_caption, tokenize
@@ -55,11 +54,7 @@ class Records:
         source = self.sources[i]
         if isinstance(source, np.ndarray):
             return Image.fromarray(source)
-        try:
-            with Image.open(source) as img:
-                img = img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{source}: not a readable image ({type(exc).__name__})") from None
+        img = open_image(source, "RGB")  # UnreadableImageError, a one-line UserError
         bbox = self.bboxes[i] if self.bboxes else None
         if bbox is not None:
             img = img.crop(bbox_crop_box(bbox, img.width, img.height))
@@ -197,12 +192,13 @@ def build_vocabulary(data_dir: str | Path | None, records: list[Records]) -> Voc
     return Vocabulary.build(tokens for r in records for caps in r.captions for tokens in caps)
 
 
-class TextImageDataset(Dataset):
+class TextImageDataset(SkipsUnreadable):
     """Images at every stage size and one random caption of each image.
 
     ``__getitem__(i) -> {"images": [[3, s, s] in [-1, 1] for s in sizes], "caption": [WORDS_NUM]
     int64, "cap_len": int, "class_id": int, "index": i}``.  Training with ``augment`` draws a
     random crop and flip (the original's transform); otherwise images are centre-cropped.
+    An unreadable image file is skipped (warned, counted) for the next readable item.
     """
 
     def __init__(
@@ -215,6 +211,8 @@ class TextImageDataset(Dataset):
         seed: int = 0,
         augment: bool = True,
     ):
+        super().__init__()
+        self.source = "the training images"
         self.records = records
         self.vocab = vocab
         self.sizes = sizes
@@ -258,7 +256,7 @@ class TextImageDataset(Dataset):
         padded, length = pad_caption(ids, self.words_num, self.rng)
         return torch.from_numpy(padded), max(length, 1)
 
-    def __getitem__(self, i: int) -> dict:
+    def _read(self, i: int) -> dict:
         caption, length = self.caption(i)
         return {
             "images": self.images(i),

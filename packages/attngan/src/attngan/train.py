@@ -18,12 +18,15 @@ and ``netG.pt`` (the export :mod:`attngan.sample` reads).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ganlab_common.checkpoint import atomic_save, load_state_dicts, state_dicts
+from ganlab_common.data import report_skipped_images
 from ganlab_common.distributed import (
     autocast,
     make_dataloader,
@@ -32,7 +35,14 @@ from ganlab_common.distributed import (
     wrap_model,
 )
 from ganlab_common.errors import UserError
-from ganlab_common.runs import Run, seed_everything
+from ganlab_common.guards import check_finite_losses, check_writable_dir
+from ganlab_common.runs import (
+    ResumePoint,
+    Run,
+    find_resume_point,
+    merge_resume_config,
+    seed_everything,
+)
 
 from .damsm import Encoders, batches, find_damsm, load_damsm, to_device
 from .data import TextImageDataset, load_records
@@ -127,6 +137,47 @@ def _save_grids(run: Run, step: int, enc: Encoders, net_g, avg_params, fixed: di
         attention_sheet(rows).save(run.dir / f"attention{step:06d}.png")
 
 
+#: Run-config entries that may change when a run is resumed (the rest come from config.json).
+RESUME_CHANGEABLE = ("data_dir", "cfg.GANLAB.MAX_ITERS", "cfg.TRAIN.MAX_EPOCH", "cfg.WORKERS",
+                     "cfg.GANLAB.LOG_ITERS", "cfg.GANLAB.SAMPLE_ITERS",
+                     "cfg.GANLAB.CHECKPOINT_ITERS", "cfg.TRAIN.SNAPSHOT_INTERVAL")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def resume_run_config(point: ResumePoint, config: dict,
+                      explicit: Mapping[str, str] | None) -> dict:
+    """The config a resumed run continues with: its stored ``config.json`` entries win, except
+    :data:`RESUME_CHANGEABLE` ones given again; an entry the command line set to another value
+    is a one-line error.  ``explicit``: flat keys (``seed``, ``cfg.TRAIN.X``; ``cfg`` for
+    all of the config) -> the flag that set them; None outside the CLI."""
+    given = _flatten(config)
+    if explicit is not None and "cfg" in explicit:
+        explicit = {**{k: explicit["cfg"] for k in given if k.startswith("cfg.")}, **explicit}
+    merged = merge_resume_config(_flatten(point.config), given, RESUME_CHANGEABLE, explicit,
+                                 point.run_dir)
+    return _unflatten(merged)
+
+
 def train_attngan(
     cfg: dict,
     data_dir: str | None,
@@ -136,11 +187,26 @@ def train_attngan(
     seed: int = 100,
     resume: bool = False,
     workers: int = 0,
+    explicit: Mapping[str, str] | None = None,
 ) -> Path:
-    """Train G and the Ds; returns the run directory (with ``netG.pt``)."""
+    """Train G and the Ds; returns the run directory (with ``netG.pt``).
+
+    ``resume`` continues the newest attngan run with a loadable checkpoint, with its stored
+    config, seed and DAMSM encoders (``explicit``: see :func:`resume_run_config`).
+    """
     ctx = setup_distributed(device)
+    point = None
+    if resume:
+        point = find_resume_point(outdir, GAN_RUN, announce=ctx.is_main)
+        given = {"cfg": cfg, "data_dir": data_dir, "seed": seed, "NET_E": str(net_e or "")}
+        merged = resume_run_config(point, given, explicit)
+        cfg, data_dir, seed = merged["cfg"], merged["data_dir"], merged["seed"]
+        net_e = merged["NET_E"] or None
+    else:
+        check_writable_dir(outdir, "--outdir")
+    net_e = net_e or str(find_damsm(outdir))
     seed_everything(seed + ctx.rank)
-    enc = load_damsm(net_e or find_damsm(outdir), cfg, ctx.device, data_dir, quiet=not ctx.is_main)
+    enc = load_damsm(net_e, cfg, ctx.device, data_dir, quiet=not ctx.is_main)
     cfg = {**cfg, "RNN_TYPE": enc.config["RNN_TYPE"], "GANLAB": enc.config["GANLAB"]}
     t, g = cfg["TRAIN"], cfg["GANLAB"]
     # before the run directory: errors write nothing
@@ -166,7 +232,7 @@ def train_attngan(
     per_epoch = len(loader)
     total = g["MAX_ITERS"] if g["MAX_ITERS"] > 0 else t["MAX_EPOCH"] * per_epoch
     config = {"cfg": cfg, "data_dir": data_dir, "seed": seed, "NET_E": str(net_e or "")}
-    run = Run.start(outdir, GAN_RUN, config, resume=resume)
+    run = Run.start(outdir, GAN_RUN, config, resume=point or False)
     modules = {"netG": net_g, "optimizerG": opt_g}
     modules.update({f"netD{i}": d for i, d in enumerate(nets_d)})
     modules.update({f"optimizerD{i}": o for i, o in enumerate(opts_d)})
@@ -175,7 +241,7 @@ def train_attngan(
     start = 0
     state = run.checkpoints.load_latest(map_location="cpu") if resume else None
     if state is not None:
-        load_state_dicts(modules, state, str(run.checkpoints.latest()))
+        load_state_dicts(modules, state, str(run.checkpoints.loaded_path))
         avg_params = [a.to(ctx.device) for a in state["avg_param_G"]]
         dataset.rng.setstate(state["caption_rng"])
         if "swap_rng" in state:
@@ -246,6 +312,7 @@ def train_attngan(
                 a.mul_(g["EMA_DECAY"]).add_(p.detach(), alpha=1 - g["EMA_DECAY"])
         logs.update(g_logs, kl_loss=kl.item(), g_total=err_g.item() + kl.item())
         step += 1
+        check_finite_losses(step, logs, ctx)
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
         if step % g["LOG_ITERS"] == 0 or step == total:
@@ -261,4 +328,5 @@ def train_attngan(
     if not latest or latest[-1][0] != step:
         save(step)
     run.close()
+    report_skipped_images(dataset)
     return run.dir
