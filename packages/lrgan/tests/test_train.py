@@ -16,7 +16,7 @@ from lrgan.ops import select_stnm
 
 TINY = ["--dataset", "mnist-two", "--ntimestep", "3", "--imageSize", "32", "--nz", "8",
         "--ngf", "8", "--ndf", "8", "--batchSize", "8", "--manualSeed", "3", "--device", "cpu",
-        "--maxobjscale", "2", "--max_images", "64"]
+        "--maxobjscale", "2", "--max_images", "64", "--judge_samples", "0"]
 
 
 def _run(args):
@@ -49,8 +49,9 @@ def test_train_writes_grids_stats_and_checkpoint(tmp_path):
     assert list(stats["step"]) == [1, 2]
     assert {"loss_D", "loss_G", "D_x"} <= set(stats.columns)
     images = run / "images"
-    for name in ["real_samples.png", "fake_samples_000002.png", "bgimg.png", "fgimg1.png",
-                 "fgmask2.png", "canvas2.png", "final.png", "layers.png"]:
+    for name in ["real_samples.png", "fake_samples_000002_trainmode.png", "bgimg_trainmode.png",
+                 "fgimg1_trainmode.png", "fgmask2_trainmode.png", "canvas2_trainmode.png",
+                 "final_trainmode.png", "layers_trainmode.png"]:
         assert (images / name).is_file(), name
     assert [p.name for p in (run / "models").iterdir()] == ["mnist-two_s1-000002.pt"]
 
@@ -68,15 +69,27 @@ def test_resume_continues_exactly(tmp_path):
         assert a[col].tolist() == pytest.approx(b[col].tolist(), rel=1e-5, abs=1e-6)
 
 
-def test_evaluate_writes_decomposition(tmp_path):
+def test_evaluate_writes_decomposition_and_metrics(tmp_path, untrained_judge):
     assert _run(TINY + ["--max_iters", "1", "--outf", str(tmp_path)]).exit_code == 0
     ckpt = next((_run_dir(tmp_path) / "models").iterdir())
     result = _run(["--dataset", "mnist-two", "--evaluate", "--netG", str(ckpt), "--outf",
-                   str(tmp_path / "eval"), "--device", "cpu"])
+                   str(tmp_path / "eval"), "--device", "cpu", "--judge_samples", "16",
+                   "--fid_samples", "0", "--batchSize", "8"])
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "eval").iterdir()
-    assert (run / "images" / "layers.png").is_file()
-    assert (run / "images" / "fgimg2.png").is_file()
+    assert (run / "images" / "layers_trainmode.png").is_file()
+    assert (run / "images" / "fgimg2_trainmode.png").is_file()
+    scores = json.loads((run / "metrics.json").read_text())
+    assert scores["samples"] == 16 and scores["sample_mode"] == "train"
+    for key in ["fg1_one_digit", "fg2_one_digit", "scene_accuracy", "background_one_digit"]:
+        assert 0 <= scores[key] <= 1, key
+
+
+def test_epoch_end_writes_judge_metrics(tmp_path, untrained_judge):
+    result = _run(TINY + ["--max_iters", "2", "--outf", str(tmp_path), "--judge_samples", "8"])
+    assert result.exit_code == 0, result.output
+    stats = pd.read_json(_run_dir(tmp_path) / "stats.jsonl", lines=True)
+    assert stats["judge_scene_accuracy"].notna().tolist() == [False, True]
 
 
 @pytest.mark.parametrize(
@@ -120,8 +133,12 @@ def test_mnist_canvas_is_deterministic():
     b, lb = make_mnist_canvas(digits, labels, 2, 6, seed=5)
     assert a.shape == (6, 1, 64, 64) and la.shape == (6, 2)
     assert torch.equal(a, b) and torch.equal(la, lb)
-    # white digits on a darker uniform background: both halves hold bright pixels
-    assert (a[:, 0, :, :32] == 255).any() and (a[:, 0, :, 32:] == 255).any()
+    # white digits on a darker uniform background: both halves (left/right or
+    # top/bottom) hold bright pixels
+    for img in a[:, 0]:
+        sides = (img[:, :32], img[:, 32:]) if (img[:, :32] == 255).any() and (
+            img[:, 32:] == 255).any() else (img[:32], img[32:])
+        assert all((half == 255).any() for half in sides)
     one, _ = make_mnist_canvas(digits, labels, 1, 3, seed=5)
     assert one.shape == (3, 1, 32, 32)
 

@@ -254,12 +254,12 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class DigitCNN(nn.Module):
-    """Five 3x3 conv blocks and a linear head: ``[N, 1, 28, 28]`` in [-1, 1] -> logits ``[N, 10]``.
+    """Five 3x3 conv blocks and a linear head: ``[N, 1, 28, 28]`` in [-1, 1] -> ``[N, classes]``.
 
     ``heldout_accuracy`` is the accuracy on ``MNIST(split="test")`` measured after training.
     """
 
-    def __init__(self, width: int = 16) -> None:
+    def __init__(self, width: int = 16, classes: int = 10) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -267,7 +267,7 @@ class DigitCNN(nn.Module):
             _conv_block(w, 2 * w), _conv_block(2 * w, 2 * w), nn.MaxPool2d(2),  # [N, 2w, 7, 7]
             _conv_block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),   # [N, 4w]
         )
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w, 10))       # [N, 10]
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w, classes))  # [N, classes]
         self.heldout_accuracy = float("nan")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -285,7 +285,7 @@ def _digit_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x
 
 
-def _random_affine(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def random_affine(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random rotation (+-15 deg), scale (+-10%) and shift (+-3 px) of ``[N, 1, 28, 28]``."""
     n = len(x)
     rand = torch.rand(n, 4, generator=generator, device=x.device) * 2 - 1  # [N, 4] in [-1, 1]
@@ -330,7 +330,7 @@ def train_digit_classifier(root: str | os.PathLike | None = None, seed: int = 0,
         if len(order) < batch_size:
             order = torch.randperm(len(x_train), generator=generator, device=device)
         idx, order = order[:batch_size], order[batch_size:]
-        loss = F.cross_entropy(model(_random_affine(x_train[idx], generator)), y_train[idx],
+        loss = F.cross_entropy(model(random_affine(x_train[idx], generator)), y_train[idx],
                                label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()

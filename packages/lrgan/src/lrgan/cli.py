@@ -12,7 +12,7 @@ from ganlab_common.legacy import dry_run_option, gpu_device, note, parse_bool, r
 from ganlab_common.runs import amp_option, device_option
 
 from .data import DATASETS
-from .models import supported_sizes
+from .models import INIT_SCHEMES, supported_sizes
 from .train import TrainConfig, train
 
 
@@ -25,6 +25,13 @@ from .train import TrainConfig, train
                    "need --dataroot.")
 @click.option("--dataroot", type=click.Path(file_okay=False), default=None,
               help="Dataset folder (optional where an embedded default exists).")
+@click.option("--epoch_size", "--epoch-size", "epoch_size", type=click.IntRange(min=1),
+              default=60000, show_default=True,
+              help="mnist-one/mnist-two: canvases per epoch (drawn from the MNIST digits).")
+@click.option("--canvases", type=click.Choice(["fresh", "fixed"]), default="fresh",
+              show_default=True,
+              help="mnist-one/mnist-two: new random canvases every epoch, or the same "
+                   "--epoch_size canvases every epoch.")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="Data-loading processes (in-memory datasets always use 0).")
 @click.option("--batchSize", "--batch-size", "batchSize", type=click.IntRange(min=1), default=64,
@@ -51,6 +58,12 @@ from .train import TrainConfig, train
                    "or auto (the extension when it is built).")
 @click.option("--legacy_grad", "--legacy-grad", "legacy_grad", is_flag=True,
               help="Reproduce the original CUDA kernel's gradient (drops the mask-grid term).")
+@click.option("--init", type=click.Choice(list(INIT_SCHEMES)), default="torch2017",
+              show_default=True,
+              help="Weight init: torch2017 = PyTorch 0.2's defaults, which the original trained "
+                   "with (conv and transposed-conv U(+-1/sqrt(C_in k k)), BatchNorm weight "
+                   "U(0,1)); pytorch = today's defaults (transposed-conv fan from C_out, "
+                   "BatchNorm weight 1: the heads start saturated); dcgan = N(0, 0.02).")
 # Training.
 @click.option("--niter", type=click.IntRange(min=1), default=25, show_default=True,
               help="Number of epochs.")
@@ -61,6 +74,18 @@ from .train import TrainConfig, train
               help="Seed (random when not given; recorded in config.json).")
 @device_option()
 @amp_option()
+@click.option("--sample_mode", "--sample-mode", "sample_mode", type=click.Choice(["train", "eval"]),
+              default="train", show_default=True,
+              help="BatchNorm mode for sample grids and metrics: train (batch statistics, as "
+                   "the original sampled) or eval (running statistics); grid names say which.")
+@click.option("--judge_samples", "--judge-samples", "judge_samples", type=click.IntRange(min=0),
+              default=500, show_default=True,
+              help="mnist-one/mnist-two: samples judged at each epoch's end (layer metrics in "
+                   "stats.jsonl); 0 turns it off.")
+@click.option("--fid_samples", "--fid-samples", "fid_samples", type=click.IntRange(min=0),
+              default=2000, show_default=True,
+              help="--evaluate: FID of this many samples against as many fresh real images "
+                   "(0: no FID; ~8 images/s on a 2-core CPU).")
 @click.option("--max_iters", "--max-iters", "max_iters", type=click.IntRange(min=1),
               default=None, help="Stop after this many iterations (quick checks).")
 @click.option("--max_images", "--max-images", "max_images", type=click.IntRange(min=1),

@@ -1,34 +1,54 @@
 """Fidelity measures for a trained LR-GAN generator.
 
-* FID of the composites against real training images (``ganlab_common.metrics``).
-* How often each foreground layer -- the un-warped appearance times its mask, on
-  black -- is read as a digit with confidence >= 0.9 by the held-out digit
-  classifier. On MNIST-ONE/TWO this is the evidence that the layers separate objects;
-  the background, scored the same way, is the control.
+* Foreground separation: each foreground layer, warped by its pose and pasted on a
+  flat black canvas, is judged by :class:`lrgan.judge.Judge` ("digit d" or "not a
+  single digit").
+* Scene accuracy: a sample counts when every foreground layer is judged one digit,
+  each is visible in the final image (not hidden by a later layer, and different from
+  the background-only image where it lies) and the layers sit in different places.
+* FID of the composites against fresh real canvases (``ganlab_common.metrics.fid``,
+  computed by ``lrgan-train --evaluate``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ganlab_common import metrics
-
+from .judge import NOT_A_DIGIT, Judge
 from .models import Decomposition, Generator
+from .ops import affine_grid_yx
 
-__all__ = ["digit_rates", "generate", "layer_on_black"]
+__all__ = ["generate", "generate_layers", "layer_metrics", "warped_layers"]
+
+VISIBLE = 0.5  # a pixel belongs to a layer where its warped mask is above this
+MIN_CONTRAST = 0.15  # mean |final - background| over a layer's visible pixels, in [-1, 1]
+MAX_OVERLAP = 0.5  # intersection over the smaller of two layers' visible areas
 
 
 @torch.no_grad()
-def generate(netG: Generator, n: int, batch: int = 64, seed: int = 0) -> Decomposition:
-    """``n`` samples with every layer, on the CPU, from a seeded generator."""
-    netG.eval()
+def generate_layers(netG: Generator, z: torch.Tensor, mode: str = "train") -> Decomposition:
+    """``netG.decompose(z)`` with BatchNorm in ``mode`` ("train" as the original sampled,
+    or "eval"); the module's own mode is restored afterwards."""
+    if mode not in ("train", "eval"):
+        raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+    was_training = netG.training
+    netG.train(mode == "train")
+    try:
+        return netG.decompose(z)
+    finally:
+        netG.train(was_training)
+
+
+def generate(netG: Generator, n: int, batch: int = 64, seed: int = 0,
+             mode: str = "train") -> Decomposition:
+    """``n`` samples with every layer (on the CPU), from a seeded generator, in batches
+    of ``batch`` (the batch statistics of train mode are those of each batch)."""
     gen = torch.Generator().manual_seed(seed)
     device = netG.pose_device()
     parts = []
     for start in range(0, n, batch):
         z = netG.sample_noise(min(batch, n - start), generator=gen, device=torch.device("cpu"))
-        layers = netG.decompose(z.to(device))
-        parts.append(layers)
+        parts.append(generate_layers(netG, z.to(device), mode))
     cat = lambda xs: torch.cat([x.cpu() for x in xs])  # noqa: E731
     steps = range(len(parts[0].foregrounds))
     return Decomposition(
@@ -40,23 +60,67 @@ def generate(netG: Generator, n: int, batch: int = 64, seed: int = 0) -> Decompo
     )
 
 
-def layer_on_black(foreground: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Appearance x mask on a black background, in [-1, 1]: [N, C, H, W]."""
-    return mask * foreground + (1 - mask) * -1.0
+def warped_layers(layers: Decomposition) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Each foreground warped by its pose: (appearance on black [N, C, H, W],
+    warped mask [N, 1, H, W]) per step, computed with the reference STNM."""
+    from .ops import stnm_reference
+
+    n, _, h, w = layers.background.shape
+    on_black, masks = [], []
+    for fg, mask, theta in zip(layers.foregrounds, layers.masks, layers.poses):
+        grid = affine_grid_yx(theta.float(), h, w)
+        black = torch.full((n, fg.shape[1], h, w), -1.0)
+        on_black.append(stnm_reference(black, fg.float(), mask.float(), grid))
+        masks.append(stnm_reference(torch.zeros(n, 1, h, w), torch.ones_like(mask.float()),
+                                    mask.float(), grid))
+    return on_black, masks
 
 
-def digit_rates(
-    layers: Decomposition, classifier: torch.nn.Module, threshold: float = 0.9
-) -> dict[str, float]:
-    """Fraction of samples whose layer is classified as some digit with prob >= threshold.
+def _visible(masks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The part of each warped mask that later layers do not cover."""
+    out = []
+    for t, m in enumerate(masks):
+        v = m.clone()
+        for later in masks[t + 1 :]:
+            v = v * (1 - later)
+        out.append(v[:, 0] > VISIBLE)
+    return out
 
-    Keys: ``fg1`` .. ``fg<T-1>``, ``background`` (control) and ``composite``.
+
+@torch.no_grad()
+def layer_metrics(layers: Decomposition, judge: Judge) -> dict[str, float]:
+    """Judge-based measures of one batch of decompositions (see the module docstring).
+
+    Keys: ``fg<t>_one_digit`` (fraction of layer t judged exactly one digit),
+    ``fg_one_digit`` (over all layers), ``scene_accuracy``, ``fg_distinct_digits`` (how
+    many digit classes hold at least 5% of the judged layers: a collapsed generator
+    draws few), ``background_one_digit`` (control: the background alone, which should
+    not be a digit).
     """
-    rates = {}
-    for t, (fg, mask) in enumerate(zip(layers.foregrounds, layers.masks), start=1):
-        probs = metrics.classify_digits(classifier, layer_on_black(fg, mask))
-        rates[f"fg{t}"] = (probs.max(1).values >= threshold).float().mean().item()
-    for name, images in [("background", layers.background), ("composite", layers.image)]:
-        probs = metrics.classify_digits(classifier, images)
-        rates[name] = (probs.max(1).values >= threshold).float().mean().item()
-    return rates
+    if not layers.foregrounds:
+        return {}
+    on_black, masks = warped_layers(layers)
+    judged = [judge.judge(x) for x in on_black]
+    one = [j != NOT_A_DIGIT for j in judged]
+    visible = _visible(masks)
+    contrast = (layers.image.float() - layers.background.float()).abs().mean(1)  # [N, H, W]
+    scene = torch.stack(one).all(0)
+    for v in visible:
+        area = v.flatten(1).sum(1)
+        shown = (contrast * v).flatten(1).sum(1) / area.clamp(min=1)
+        scene &= (area > 0) & (shown >= MIN_CONTRAST)
+    for a in range(len(visible)):
+        for b in range(a + 1, len(visible)):
+            inter = (visible[a] & visible[b]).flatten(1).sum(1)
+            smaller = torch.minimum(visible[a].flatten(1).sum(1), visible[b].flatten(1).sum(1))
+            scene &= inter <= MAX_OVERLAP * smaller.clamp(min=1)
+    result = {f"fg{t}_one_digit": o.float().mean().item() for t, o in enumerate(one, start=1)}
+    all_judged = torch.cat(judged)
+    counts = torch.bincount(all_judged[all_judged != NOT_A_DIGIT], minlength=10)
+    result.update(
+        fg_one_digit=torch.cat(one).float().mean().item(),
+        scene_accuracy=scene.float().mean().item(),
+        fg_distinct_digits=int((counts >= 0.05 * len(all_judged)).sum()),
+        background_one_digit=(judge.judge(layers.background) != NOT_A_DIGIT).float().mean().item(),
+    )
+    return result

@@ -22,9 +22,18 @@ from torch import nn
 
 from .ops import affine_grid_yx
 
-__all__ = ["Decomposition", "Discriminator", "Generator", "clamp_pose", "supported_sizes"]
+__all__ = [
+    "INIT_SCHEMES",
+    "Decomposition",
+    "Discriminator",
+    "Generator",
+    "clamp_pose",
+    "init_weights",
+    "supported_sizes",
+]
 
 SUPPORTED_SIZES = (32, 64, 128)
+INIT_SCHEMES = ("torch2017", "pytorch", "dcgan")
 
 
 def supported_sizes() -> tuple[int, ...]:
@@ -34,6 +43,53 @@ def supported_sizes() -> tuple[int, ...]:
 def _up(cin: int, cout: int, bias: bool) -> list[nn.Module]:
     """ConvT(4, 2, 1) -> BN -> ReLU: doubles the spatial size."""
     return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+
+def _uniform_fan_in(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) -> None:
+    bound = fan_in ** -0.5
+    nn.init.uniform_(weight, -bound, bound)
+    if bias is not None:
+        nn.init.uniform_(bias, -bound, bound)
+
+
+def _init_layer(layer: nn.Module, scheme: str) -> None:
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        if scheme == "torch2017":  # PyTorch 0.2: fan_in = in_channels * k * k, also transposed
+            fan_in = layer.in_channels // layer.groups * layer.weight[0, 0].numel()
+            _uniform_fan_in(layer.weight, layer.bias, fan_in)
+        else:  # dcgan
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    elif isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        layer.reset_running_stats()
+        if scheme == "torch2017":  # PyTorch 0.2 / Lua Torch: weight U(0, 1)
+            nn.init.uniform_(layer.weight, 0.0, 1.0)
+        else:
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+        nn.init.zeros_(layer.bias)
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module, scheme: str = "torch2017") -> nn.Module:
+    """Initialise every conv, transposed conv and BatchNorm of ``module`` in place.
+
+    * ``torch2017``: PyTorch 0.2's defaults, which the original trained with (its
+      ``weights_init`` is commented out): conv *and* transposed-conv weights and biases
+      U(+-1/sqrt(C_in k k)), BatchNorm weight U(0, 1) and bias 0. PyTorch 2 differs for
+      transposed convs (its fan uses C_out) and BatchNorm (weight 1).
+    * ``pytorch``: today's defaults, left as they are.
+    * ``dcgan``: the original's (unused) ``weights_init``: conv N(0, 0.02), bias 0,
+      BatchNorm weight N(1, 0.02), bias 0.
+
+    Linear and LSTM layers keep their defaults, which are the same in both versions.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
+    if scheme != "pytorch":
+        for layer in module.modules():
+            _init_layer(layer, scheme)
+    return module
 
 
 class Trunk(nn.Module):
@@ -122,6 +178,7 @@ class Generator(nn.Module):
         maxobjscale: float = 1.2,
         rot: float = 0.1,
         bg_input: str = "raw",
+        init: str = "torch2017",
     ):
         super().__init__()
         if image_size not in SUPPORTED_SIZES:
@@ -138,17 +195,15 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(self.bg_trunk.out_channels, nc, 4, 2, 1, bias=True), nn.Tanh()
         )  # state size: nc x size x size
         if ntimestep < 2:
+            init_weights(self, init)
             return
         self.fg_trunk = Trunk(nz, 8 * ngf, 4 * ngf, image_size, floor=64, bias=False)
         fg_ch = self.fg_trunk.out_channels
         self.fg_head = nn.Sequential(nn.ConvTranspose2d(fg_ch, nc, 4, 2, 1, bias=False), nn.Tanh())
         self.mask_head = nn.Sequential(
-            nn.ConvTranspose2d(fg_ch, 1, 4, 2, 1, bias=False), nn.Sigmoid()
-        )
+            nn.ConvTranspose2d(fg_ch, 1, 4, 2, 1, bias=True), nn.Sigmoid()
+        )  # bias=True as in the original Gfgm
         self.pose = nn.Linear(nz, 6)
-        nn.init.zeros_(self.pose.weight)
-        with torch.no_grad():
-            self.pose.bias.copy_(torch.tensor([maxobjscale, 0, 0, 0, maxobjscale, 0]))
         if ntimestep > 2:
             # The original shared one encoder, which only worked when both trunks end
             # with the same depth; a second encoder is used when they differ.
@@ -158,6 +213,11 @@ class Generator(nn.Module):
                 self.fg_encoder if bg_ch == fg_ch else FeatureEncoder(bg_ch, image_size // 2, nz)
             )
             self.nl = nn.Sequential(nn.Linear(2 * nz, nz), nn.BatchNorm1d(nz), nn.Tanh())
+        init_weights(self, init)
+        # The pose starts at the identity scaled by maxobjscale, whatever the init.
+        nn.init.zeros_(self.pose.weight)
+        with torch.no_grad():
+            self.pose.bias.copy_(torch.tensor([maxobjscale, 0, 0, 0, maxobjscale, 0]))
 
     def sample_noise(self, batch: int, generator: torch.Generator | None = None,
                      device: torch.device | None = None) -> torch.Tensor:
@@ -207,7 +267,8 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """DCGAN discriminator; returns logits [N] (the original applied a sigmoid + BCE)."""
 
-    def __init__(self, nc: int = 3, ndf: int = 64, image_size: int = 64):
+    def __init__(self, nc: int = 3, ndf: int = 64, image_size: int = 64,
+                 init: str = "torch2017"):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         channels, size = ndf, image_size // 2
@@ -219,6 +280,7 @@ class Discriminator(nn.Module):
             # state size: channels x size x size
         layers.append(nn.Conv2d(channels, 1, 4, 1, 0, bias=False))  # state size: 1 x 1 x 1
         self.net = nn.Sequential(*layers)
+        init_weights(self, init)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images).flatten()

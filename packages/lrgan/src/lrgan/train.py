@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import random
 from dataclasses import asdict, dataclass, replace
 
@@ -12,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from ganlab_common import metrics
 from ganlab_common.checkpoint import (
-    CheckpointManager,
     load_checkpoint,
     load_state_dicts,
     state_dicts,
@@ -29,9 +30,19 @@ from ganlab_common.distributed import (
     wrap_model,
 )
 from ganlab_common.errors import UserError
-from ganlab_common.runs import Run, seed_everything
+from ganlab_common.guards import check_finite_losses, check_writable_dir
+from ganlab_common.options import explicit_options
+from ganlab_common.runs import (
+    ResumePoint,
+    Run,
+    find_resume_point,
+    merge_resume_config,
+    seed_everything,
+)
 
-from .data import dataset_spec, load_dataset
+from .data import MnistCanvases, dataset_spec, load_dataset
+from .evaluate import generate, generate_layers, layer_metrics
+from .judge import Judge, load_judge
 from .models import Decomposition, Discriminator, Generator
 from .ops import select_stnm
 
@@ -67,6 +78,12 @@ class TrainConfig:
     stnm: str = "auto"
     legacy_grad: bool = False
     bg_input: str = "raw"
+    init: str = "torch2017"  # weight init: the original's PyTorch 0.2 defaults
+    epoch_size: int = 60000  # MNIST canvases per epoch
+    canvases: str = "fresh"  # fresh: new MNIST canvases every epoch; fixed: the same set
+    sample_mode: str = "train"  # BatchNorm mode of sample grids and metrics (the original: train)
+    judge_samples: int = 500  # samples judged at each epoch's end (mnist-one/two; 0: never)
+    fid_samples: int = 2000  # --evaluate: FID of this many samples vs as many real images
     resume: bool = False
     amp: bool = False
     max_iters: int | None = None  # stop after this many iterations in total (smoke runs)
@@ -76,6 +93,11 @@ class TrainConfig:
     @property
     def run_name(self) -> str:
         return f"{self.dataset}_s{self.session}"
+
+
+# Flags a resumed run may change (everything else keeps the value the run started with).
+RESUME_CHANGEABLE = ("niter", "max_iters", "device", "stnm", "workers", "resume", "keep",
+                     "judge_samples", "fid_samples", "amp", "netG", "netD")
 
 
 # ---------------------------------------------------------------------------------------
@@ -100,9 +122,9 @@ def build_models(
     netG = Generator(
         composite, nz=cfg.nz, ngf=cfg.ngf, nc=spec.nc, image_size=cfg.imageSize,
         ntimestep=cfg.ntimestep, maxobjscale=cfg.maxobjscale, rot=spec.rot,
-        bg_input=cfg.bg_input,
+        bg_input=cfg.bg_input, init=cfg.init,
     )
-    netD = Discriminator(nc=spec.nc, ndf=cfg.ndf, image_size=cfg.imageSize)
+    netD = Discriminator(nc=spec.nc, ndf=cfg.ndf, image_size=cfg.imageSize, init=cfg.init)
     return netG, netD
 
 
@@ -142,13 +164,10 @@ def _fixed_noise(netG: Generator, seed: int, n: int = 64) -> torch.Tensor:
     return netG.sample_noise(n, generator=gen, device=torch.device("cpu"))
 
 
-@torch.no_grad()
-def _sample(netG: Generator, z: torch.Tensor) -> Decomposition:
-    was_training = netG.training
-    netG.eval()
-    layers = netG.decompose(z)
-    netG.train(was_training)
-    return layers
+def _sample(netG: Generator, z: torch.Tensor, mode: str = "train") -> Decomposition:
+    """G(z) with every layer; BatchNorm in ``mode`` ("train": batch statistics, as the
+    original sampled; "eval": running statistics)."""
+    return generate_layers(netG, z, mode)
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,7 +178,8 @@ def evaluate(cfg: TrainConfig) -> Run:
     state = load_checkpoint(cfg.netG, flag="--netG")
     saved = state.get("config")
     if isinstance(saved, dict):  # rebuild the architecture the checkpoint was trained with
-        keep = ("nz", "ngf", "ndf", "ntimestep", "imageSize", "maxobjscale", "bg_input", "dataset")
+        keep = ("nz", "ngf", "ndf", "ntimestep", "imageSize", "maxobjscale", "bg_input", "dataset",
+                "init")
         cfg = replace(cfg, **{k: saved[k] for k in keep if k in saved})
     seed = cfg.manualSeed if cfg.manualSeed is not None else 1
     seed_everything(seed)
@@ -169,9 +189,42 @@ def evaluate(cfg: TrainConfig) -> Run:
     netG.to(ctx.device)
     run = Run.start(cfg.outf, f"{cfg.run_name}-eval", asdict(cfg))
     z = _fixed_noise(netG, seed).to(ctx.device)
-    save_decomposition(run, _sample(netG, z), cfg.outimgf)
+    save_decomposition(run, _sample(netG, z, cfg.sample_mode), cfg.outimgf,
+                       f"_{cfg.sample_mode}mode")
+    result = evaluation_metrics(netG, cfg, seed, str(ctx.device))
+    (run.dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
     run.close()
     return run
+
+
+def evaluation_metrics(netG: Generator, cfg: TrainConfig, seed: int,
+                       device: str = "cpu") -> dict[str, float]:
+    """The judge's layer metrics (MNIST canvases, T >= 2) and the FID of ``cfg.fid_samples``
+    composites against as many fresh real images (skipped when 0)."""
+    n = max(cfg.fid_samples, cfg.judge_samples)
+    layers = generate(netG, n, batch=cfg.batchSize, seed=seed + 1, mode=cfg.sample_mode)
+    result: dict[str, float] = {"samples": n, "sample_mode": cfg.sample_mode}
+    if _wants_judge(cfg):
+        judge = load_judge()
+        result.update(layer_metrics(layers, judge))
+        result["judge"] = judge.report
+    if cfg.fid_samples > 0:
+        real = _real_images(cfg, cfg.fid_samples)
+        result["fid"] = metrics.fid(layers.image[: cfg.fid_samples], real, device=device)
+        result["fid_samples"] = cfg.fid_samples
+    return result
+
+
+def _real_images(cfg: TrainConfig, count: int) -> torch.Tensor:
+    """``count`` real training images; for MNIST canvases, fresh ones (an epoch no run
+    reaches)."""
+    dataset = _load_training_set(replace(cfg, epoch_size=max(count, cfg.batchSize)))
+    if isinstance(dataset, MnistCanvases):
+        return dataset.batch(count, epoch=10**6)[0]
+    if len(dataset) < count:
+        raise UserError(f"--fid_samples: {count} exceeds the {len(dataset)} training images")
+    return torch.stack([dataset[i][0] for i in range(count)])
 
 
 def train(cfg: TrainConfig) -> Run:
@@ -179,21 +232,34 @@ def train(cfg: TrainConfig) -> Run:
     if cfg.evaluate:
         return evaluate(cfg)
     spec = dataset_spec(cfg.dataset)
-    seed = cfg.manualSeed if cfg.manualSeed is not None else random.randint(1, 10000)
-    cfg = replace(cfg, manualSeed=seed)
     ctx = setup_distributed(cfg.device)
     try:
-        return _train(cfg, ctx, spec.checkfreq)
+        point = None
+        if cfg.resume:  # the run's stored seed and flags win over this launch's
+            point = find_resume_point(cfg.outf, cfg.run_name, cfg.outmodelf, cfg.run_name,
+                                      announce=ctx.is_main)
+            cfg = merge_resume_config(point.config, cfg, RESUME_CHANGEABLE, explicit_options(),
+                                      point.run_dir)
+        else:
+            check_writable_dir(cfg.outf, "--outf")
+        seed = cfg.manualSeed if cfg.manualSeed is not None else random.randint(1, 10000)
+        return _train(replace(cfg, manualSeed=seed), ctx, spec.checkfreq, point)
     finally:
         cleanup_distributed()
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int) -> Run:
+def _load_training_set(cfg: TrainConfig):
+    fresh = cfg.canvases == "fresh"
+    return load_dataset(cfg.dataset, cfg.dataroot, cfg.imageSize, seed=43, count=cfg.max_images,
+                        epoch_size=cfg.epoch_size, fresh=fresh)
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
+           point: ResumePoint | None = None) -> Run:
     seed = cfg.manualSeed
     seed_everything(seed + ctx.rank)
-    dataset = load_dataset(cfg.dataset, cfg.dataroot, cfg.imageSize, seed=43,
-                           count=cfg.max_images)
-    in_memory = isinstance(dataset, TensorDataset)
+    dataset = _load_training_set(cfg)
+    in_memory = isinstance(dataset, (TensorDataset, MnistCanvases))
     loader = make_dataloader(dataset, cfg.batchSize, ctx, workers=0 if in_memory else cfg.workers,
                              seed=seed)
     netG, netD = build_models(cfg, ctx.device)
@@ -205,22 +271,24 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int) -> Run:
     optG = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     optD = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
 
-    run = Run.start(cfg.outf, cfg.run_name, asdict(cfg), resume=cfg.resume)
-    ckpts = CheckpointManager(run.dir / cfg.outmodelf, prefix=cfg.run_name, keep=cfg.keep)
+    run = Run.start(cfg.outf, cfg.run_name, asdict(cfg), resume=point or False,
+                    ckpt_keep=cfg.keep, checkpoints=cfg.outmodelf, ckpt_prefix=cfg.run_name)
+    ckpts = run.checkpoints
     objects = {"netG": netG, "optG": optG, "netD": netD, "optD": optD}
     step = 0
-    if cfg.resume:
+    if point is not None:
         state = ckpts.load_latest(map_location=ctx.device)
-        if state is not None:
-            load_state_dicts(objects, state, source=str(ckpts.latest()))
-            step = state["step"]
-            run.truncate_stats(step)
-            print(f"resumed {run.dir} at iteration {step}")
+        load_state_dicts(objects, state, source=str(ckpts.latest()))
+        step = state["step"]
+        run.truncate_stats(step)
+        print(f"resumed {run.dir} at iteration {step}")
     per_epoch = len(loader)
     total = cfg.niter * per_epoch
     if cfg.max_iters is not None:
         total = min(total, cfg.max_iters)
     fixed_z = _fixed_noise(unwrap(netG), seed).to(ctx.device)
+    judge, wants_judge = None, _wants_judge(cfg)
+    mode = f"_{cfg.sample_mode}mode"  # the BatchNorm mode of every grid, in its name
     if step == 0:
         run.save_grid(f"{cfg.outimgf}/real_samples.png", next(iter(loader))[0][:64])
 
@@ -228,19 +296,25 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int) -> Run:
     while step < total:
         epoch, skip = divmod(step, per_epoch)
         set_epoch(loader, epoch)
+        if isinstance(dataset, MnistCanvases):
+            dataset.set_epoch(epoch)
         for real, _ in itertools.islice(loader, skip, None):
             stats = _train_step(netG, netD, optG, optD, real.to(ctx.device), ctx, cfg.amp)
             step += 1
+            check_finite_losses(step, {k: stats[k] for k in ("loss_D", "loss_G")}, ctx)
             bar.update(1)
             bar.set_postfix(epoch=epoch, **{k: f"{v:.3f}" for k, v in stats.items()})
-            run.log(step, epoch=epoch, **stats)
             epoch_done = step % per_epoch == 0
+            if (epoch_done or step == total) and wants_judge:
+                judge = judge or load_judge()  # trained and cached on first use
+                stats.update(_judge_generator(unwrap(netG), judge, cfg, seed))
+            run.log(step, epoch=epoch, **stats)
             if step % checkfreq == 0 or epoch_done or step == total:
-                layers = _sample(unwrap(netG), fixed_z)
-                run.save_grid(f"{cfg.outimgf}/fake_samples_{step:06d}.png", layers.image)
+                layers = _sample(unwrap(netG), fixed_z, cfg.sample_mode)
+                run.save_grid(f"{cfg.outimgf}/fake_samples_{step:06d}{mode}.png", layers.image)
                 tag = f"_epoch_{epoch:03d}" if epoch_done else ""
                 if epoch_done or step == total:
-                    save_decomposition(run, layers, cfg.outimgf, tag)
+                    save_decomposition(run, layers, cfg.outimgf, tag + mode)
                 if run.is_main:
                     ckpts.save(step, {**state_dicts(objects), "config": asdict(cfg),
                                       "epoch": epoch})
@@ -250,6 +324,17 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int) -> Run:
     run.plot_losses(["loss_D", "loss_G"])
     run.close()
     return run
+
+
+def _wants_judge(cfg: TrainConfig) -> bool:
+    """Layer metrics need MNIST canvases and at least one foreground."""
+    return cfg.judge_samples > 0 and cfg.ntimestep >= 2 and cfg.dataset.startswith("mnist")
+
+
+def _judge_generator(netG: Generator, judge: Judge, cfg: TrainConfig, seed: int) -> dict:
+    layers = generate(netG, cfg.judge_samples, batch=cfg.batchSize, seed=seed + 1,
+                      mode=cfg.sample_mode)
+    return {f"judge_{k}": v for k, v in layer_metrics(layers, judge).items()}
 
 
 def _train_step(netG, netD, optG, optD, real, ctx, amp) -> dict[str, float]:

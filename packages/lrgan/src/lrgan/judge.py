@@ -1,0 +1,316 @@
+"""A digit judge that can say "not a single digit", for scoring LR-GAN's layers.
+
+The held-out 10-class digit classifier calls anything a digit (an untrained
+generator's noise included), so it cannot show that a layer holds one object. This
+judge has an 11th class, "not a single digit", trained on negatives drawn here:
+noise, flat and textured patches, two digits in one crop, half digits, blobs and
+digits on a filled box. Every image is first *normalised*: the bounding box of its
+ink (pixels brighter than a threshold, white on black as in MNIST) is cut out, padded
+to a square and scaled into the centre 20x20 of a 28x28 frame, as MNIST was made.
+A layer is judged "digit d" when the judge's probability of d is at least
+``threshold``; anything else counts as "not a single digit".
+
+The judge trains on the 4,000 embedded training digits and is calibrated and
+measured on the 1,000 held-out ones (:func:`judge_report`); it is cached like the
+held-out classifier.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganlab_common import metrics
+from ganlab_common.checkpoint import atomic_save
+
+__all__ = [
+    "NOT_A_DIGIT",
+    "Judge",
+    "judge_report",
+    "load_judge",
+    "make_negatives",
+    "normalise_ink",
+    "train_judge",
+]
+
+NOT_A_DIGIT = 10
+JUDGE_VERSION = 3
+INK = 0.25  # a pixel is ink when brighter than this, in [0, 1]
+
+
+# ---------------------------------------------------------------------------------------
+def normalise_ink(images: torch.Tensor, ink: float = INK) -> torch.Tensor:
+    """[N, 1, H, W] in [-1, 1], white on black -> [N, 1, 28, 28] in [-1, 1].
+
+    The ink's bounding box is cut out, padded to a square (centred) and scaled so its
+    longer side is 20 px, in the middle of a black 28x28 frame. An image without ink
+    gives a black frame.
+    """
+    x = (images.float().mean(1, keepdim=True) + 1) / 2  # [N, 1, H, W] in [0, 1]
+    out = torch.zeros(len(x), 1, 28, 28)
+    for i, img in enumerate(x):
+        rows = torch.nonzero(img[0].amax(1) > ink).flatten()
+        cols = torch.nonzero(img[0].amax(0) > ink).flatten()
+        if len(rows) == 0 or len(cols) == 0:
+            continue
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        side = max(y1 - y0, x1 - x0)
+        box = torch.zeros(1, 1, side, side)
+        oy, ox = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
+        box[0, 0, oy : oy + y1 - y0, ox : ox + x1 - x0] = img[0, y0:y1, x0:x1]
+        box = F.interpolate(box, size=(20, 20), mode="bilinear", align_corners=False,
+                            antialias=side > 20)
+        out[i, 0, 4:24, 4:24] = box[0, 0].clamp(0, 1)
+    return out * 2 - 1
+
+
+# ---------------------------------------------------------------------------------------
+def _digit_patch(digits: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """One random digit as [28, 28] in [0, 1]."""
+    return digits[int(rng.integers(len(digits)))].float() / 255
+
+
+def _paste(canvas: torch.Tensor, patch: torch.Tensor, top: int, left: int) -> None:
+    h, w = patch.shape
+    canvas[top : top + h, left : left + w] = torch.maximum(canvas[top : top + h, left : left + w],
+                                                           patch)
+
+
+def _blur(x: torch.Tensor, passes: int) -> torch.Tensor:
+    x = x[None, None]
+    for _ in range(passes):
+        x = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+    return x[0, 0]
+
+
+def _noise(rng: np.random.Generator, size: int) -> torch.Tensor:
+    kind = rng.integers(3)
+    x = torch.from_numpy(rng.random((size, size))).float()
+    if kind == 0:  # salt and pepper of random density
+        return (x < rng.uniform(0.05, 0.6)).float() * float(rng.uniform(0.5, 1))
+    if kind == 1:  # smooth noise
+        x = _blur(x, int(rng.integers(1, 4)))
+        return ((x - x.min()) / (x.max() - x.min() + 1e-6)).clamp(0, 1)
+    return x * float(rng.uniform(0.4, 1))  # uniform noise
+
+
+def _patch(rng: np.random.Generator, size: int) -> torch.Tensor:
+    """A flat, gradient or textured rectangle."""
+    x = torch.zeros(size, size)
+    h, w = (int(v) for v in rng.integers(size // 3, size + 1, size=2))
+    top, left = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+    level = float(rng.uniform(0.3, 1))
+    kind = rng.integers(3)
+    if kind == 0:
+        fill = torch.full((h, w), level)
+    elif kind == 1:
+        ramp = torch.linspace(float(rng.uniform(0, 0.5)), level, w)
+        fill = ramp[None].expand(h, w).clone()
+    else:
+        fill = level * (0.6 + 0.4 * torch.from_numpy(rng.random((h, w))).float())
+    x[top : top + h, left : left + w] = fill
+    return x
+
+
+def _two_digits(digits: torch.Tensor, rng: np.random.Generator, size: int) -> torch.Tensor:
+    x = torch.zeros(size, size)
+    vertical = rng.random() < 0.5
+    gap = int(rng.integers(-8, 6))  # overlapping to well apart
+    for k in range(2):
+        d = _digit_patch(digits, rng)
+        offset = k * (20 + gap) + 4
+        top, left = (offset, int(rng.integers(0, 8))) if vertical else (int(rng.integers(0, 8)),
+                                                                           offset)
+        _paste(x, d[: size - top, : size - left], top, left)
+    return x
+
+
+def _half_digit(digits: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    d = _digit_patch(digits, rng).clone()
+    cut = int(rng.integers(10, 17))
+    side = rng.integers(4)
+    if side == 0:
+        d[:cut] = 0
+    elif side == 1:
+        d[cut:] = 0
+    elif side == 2:
+        d[:, :cut] = 0
+    else:
+        d[:, cut:] = 0
+    return d
+
+
+def _blob(rng: np.random.Generator, size: int) -> torch.Tensor:
+    """One to three filled ellipses."""
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    x = torch.zeros(size, size)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx = rng.uniform(4, size - 4, size=2)
+        ry, rx = rng.uniform(3, size / 2, size=2)
+        x = torch.maximum(x, (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).float()
+                          * float(rng.uniform(0.5, 1)))
+    return _blur(x, int(rng.integers(0, 2)))
+
+
+def _digit_on_box(digits: torch.Tensor, rng: np.random.Generator, size: int) -> torch.Tensor:
+    x = _patch(rng, size) * 0.7
+    x[x > 0] = x[x > 0].clamp(min=0.3)
+    d = _digit_patch(digits, rng)
+    top, left = (int(v) for v in rng.integers(0, size - 28 + 1, size=2))
+    _paste(x, d, top, left)
+    return x
+
+
+def _speckled_digit(digits: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """A digit's shape filled with bright salt and pepper (no strokes left)."""
+    inside = _digit_patch(digits, rng).gt(0.3).float()
+    return inside * (torch.from_numpy(rng.random((28, 28))) < 0.35).float()
+
+
+def make_negatives(digits: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` "not a single digit" images [count, 1, 56, 56] in [-1, 1] (before
+    :func:`normalise_ink`), drawn evenly from the seven kinds, using ``digits``."""
+    rng = np.random.default_rng(seed)
+    size = 56
+    makers = [
+        lambda: _noise(rng, size),
+        lambda: _patch(rng, size),
+        lambda: _two_digits(digits, rng, size),
+        lambda: F.pad(_half_digit(digits, rng), (14, 14, 14, 14)),
+        lambda: _blob(rng, size),
+        lambda: _digit_on_box(digits, rng, size),
+        lambda: F.pad(_speckled_digit(digits, rng), (14, 14, 14, 14)),
+    ]
+    out = torch.stack([makers[i % len(makers)]() for i in range(count)])
+    return out[:, None] * 2 - 1
+
+
+def _augment_digits(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Positives as the layers show them: [N, 1, 28, 28] in [0, 1] -> random stroke
+    intensity, slight blur, a little speckle noise."""
+    n = len(x)
+    level = torch.from_numpy(rng.uniform(0.55, 1.0, (n, 1, 1, 1))).float()
+    x = x * level
+    if rng.random() < 0.5:
+        x = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False) * 0.5 + x * 0.5
+    speckle = torch.from_numpy(rng.random(x.shape) < 0.01).float() * 0.4
+    return (x + speckle).clamp(0, 1)
+
+
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Judge:
+    """The 11-class CNN with its decision threshold and held-out figures."""
+
+    model: metrics.DigitCNN
+    threshold: float = 0.5
+    report: dict | None = None
+
+    @torch.no_grad()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """[N, 11] class probabilities of white-on-black images [N, 1|3, H, W] in [-1, 1]."""
+        x = normalise_ink(images)
+        return torch.cat([self.model(b).softmax(1) for b in x.split(500)])
+
+    def judge(self, images: torch.Tensor) -> torch.Tensor:
+        """[N] judged digit (0-9), or :data:`NOT_A_DIGIT`."""
+        probs = self.probabilities(images)
+        conf, label = probs.max(1)
+        return torch.where((label < NOT_A_DIGIT) & (conf >= self.threshold), label,
+                           torch.full_like(label, NOT_A_DIGIT))
+
+
+def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps: int = 1500,
+                batch_size: int = 128, copies: int = 2) -> metrics.DigitCNN:
+    """Train the 11-class CNN on ``digits`` (uint8 [N, 28, 28]) and drawn negatives."""
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    raw = digits[:, None].float() / 127.5 - 1
+    # Warped copies are normalised like every judged image (the warp comes first, so the
+    # judge never sees resampling blur that the layers do not have).
+    warped = [metrics.random_affine(raw, generator) for _ in range(copies)]
+    positives = normalise_ink(torch.cat([raw, *warped]))
+    positive_labels = labels.repeat(copies + 1)
+    negatives = normalise_ink(make_negatives(digits, max(len(digits), 4000), seed))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = metrics.DigitCNN(classes=NOT_A_DIGIT + 1)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+        model.train()
+        half = batch_size // 2
+        for _ in range(steps):
+            pi = torch.from_numpy(rng.integers(len(positives), size=half))
+            ni = torch.from_numpy(rng.integers(len(negatives), size=batch_size - half))
+            pos = _augment_digits((positives[pi] + 1) / 2, rng) * 2 - 1
+            x = torch.cat([pos, negatives[ni]])
+            y = torch.cat([positive_labels[pi], torch.full((len(ni),), NOT_A_DIGIT)])
+            loss = F.cross_entropy(model(x), y, label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def judge_report(judge: Judge, digits: torch.Tensor, labels: torch.Tensor,
+                 seed: int = 1) -> dict[str, float]:
+    """Held-out figures: digits judged as their own digit, and negatives accepted as a digit.
+
+    ``digits`` uint8 [N, 28, 28] must not have been seen in training; the negatives are
+    drawn from them with ``seed``.
+    """
+    images = digits[:, None].float() / 127.5 - 1
+    judged = judge.judge(images)
+    negatives = judge.judge(make_negatives(digits, 2000, seed))
+    return {
+        "heldout_digit_accuracy": (judged == labels).float().mean().item(),
+        "heldout_digit_rejected": (judged == NOT_A_DIGIT).float().mean().item(),
+        "heldout_negative_false_accept": (negatives != NOT_A_DIGIT).float().mean().item(),
+        "threshold": judge.threshold,
+    }
+
+
+def _calibrate(model: metrics.DigitCNN, digits: torch.Tensor, seed: int,
+               max_false_accept: float = 0.01) -> float:
+    """The lowest threshold at which at most ``max_false_accept`` of calibration negatives
+    (drawn from ``digits`` with ``seed``) are accepted."""
+    judge = Judge(model)
+    probs = judge.probabilities(make_negatives(digits, 2000, seed))
+    conf = torch.where(probs.argmax(1) < NOT_A_DIGIT, probs[:, :NOT_A_DIGIT].amax(1),
+                       torch.zeros(len(probs)))
+    q = torch.quantile(conf, 1 - max_false_accept).item()
+    return float(min(max(0.5, math.nextafter(q, 1.0)), 0.99))
+
+
+def load_judge(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Judge:
+    """The judge trained on the embedded training digits (cached after the first call,
+    a few minutes on a 2-core CPU), calibrated on 500 of them held back from its
+    training, with its report on the 1,000 embedded held-out digits."""
+    from ganlab_common.data import MNIST  # data pulls in pandas
+
+    folder = Path(cache_dir) if cache_dir is not None else metrics.default_cache_dir()
+    path = folder / f"lrgan-judge-v{JUDGE_VERSION}-s{seed}.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = metrics.DigitCNN(classes=NOT_A_DIGIT + 1)
+        model.load_state_dict(state["model"])
+        return Judge(model.eval(), float(state["threshold"]), dict(state["report"]))
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError):
+        pass  # absent or unreadable: train and overwrite
+    train = MNIST(split="train")
+    calib = torch.arange(len(train)) % 8 == 7  # every class: the embedded set is sorted
+    model = train_judge(train.data[~calib], train.targets[~calib], seed)
+    judge = Judge(model, _calibrate(model, train.data[calib], seed + 100))
+    test = MNIST(split="test")
+    judge.report = judge_report(judge, test.data, test.targets, seed + 200)
+    atomic_save({"model": model.state_dict(), "threshold": judge.threshold,
+                 "report": judge.report, "version": JUDGE_VERSION}, path)
+    return judge
