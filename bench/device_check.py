@@ -59,7 +59,7 @@ LRGAN_RECIPE = ("--dataset", "mnist-two", "--ntimestep", "3", "--imageSize", "64
 
 # Seconds per section within the default --budget-s (430 s on a GPU, 115 s in a dry-run);
 # another --budget-s scales them all. The recipe gets whatever is left at its turn.
-BUDGETS = {"env": 15, "stnm_correctness": 50, "stnm_speed": 70, "train": 170, "ddp": 45,
+BUDGETS = {"env": 15, "stnm_correctness": 60, "stnm_speed": 70, "train": 150, "ddp": 45,
            "recipe": 10_000}
 DRY_BUDGETS = {"env": 5, "stnm_correctness": 20, "stnm_speed": 10, "train": 45, "ddp": 25,
                "recipe": 10_000}
@@ -121,6 +121,10 @@ def _command_line(cmd: list[str]) -> str:
     return lines[-1] if lines else f"no output (exit {proc.returncode})"
 
 
+def _version_text(version: object) -> str:
+    return ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+
+
 def copy_bandwidth_gbs(device: torch.device, nbytes: int) -> float:
     """Device-to-device copy, bytes read + written per second (best of 5 x 5 copies)."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
@@ -176,7 +180,7 @@ def env_section(check: Check) -> dict:
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
             multiprocessors=props.multi_processor_count,
             cudnn=torch.backends.cudnn.version(),
-            nccl=".".join(map(str, torch.cuda.nccl.version())),
+            nccl=_version_text(torch.cuda.nccl.version()),
             driver=_command_line(["nvidia-smi", "--query-gpu=driver_version",
                                   "--format=csv,noheader"]),
         )
@@ -197,6 +201,7 @@ def env_section(check: Check) -> dict:
 def run_section(name: str, fn: Callable[[Check], dict], check: Check, budget: float) -> dict:
     """Run one section inside its budget; any exception becomes its result."""
     start = time.monotonic()
+    budget = min(budget, check.total_deadline - start)
     check.section_deadline = start + budget
     if check.left() < 2:
         return {"status": "skipped", "seconds": 0.0, "budget_s": round(budget),

@@ -54,8 +54,11 @@ else
     how="setup.py build_ext --inplace (pip install failed)"
 fi
 with_cuda=$($PY -c "import torch, lrgan._C as c; print(c.WITH_CUDA)" 2>>"$OUT/install.log")
+gpu=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null)
 if [ "$with_cuda" = 1 ]; then
     how="$how: CUDA kernels found automatically"
+elif [ "$gpu" != 1 ]; then
+    how="$how: no GPU visible, CPU kernels only (WITH_CUDA=${with_cuda:-?})"
 else
     echo "== the automatic build has no CUDA kernels (WITH_CUDA=${with_cuda:-?}); FORCE_CUDA=1"
     grep -h "CUDA STNM kernels" "$OUT/install.log" | tail -n 2

@@ -313,26 +313,32 @@ def stnm_speed(device: torch.device, dry_run: bool, left: Callable[[], float],
     calls, rounds = (2, 2) if dry_run else (10, 5)
     backend = "aot_eager" if dry_run else "inductor"
     compiled = torch.compile(stnm_reference, dynamic=True, backend=backend)
-    rows, skipped = [], []
+    rows, skipped, notes = [], [], []
     configs = speed_configs(dry_run)
+    fns = {"ext": ext, "ref": stnm_reference, "ref+compile": compiled}
     for impls in (("ext", "ref"), ("ref+compile",)):  # compiled rows last: they cost most
-        for batch, channels, size in configs:
-            if left() < (20 if impls == ("ref+compile",) and not dry_run else 2):
-                skipped.append(f"{'/'.join(impls)} at batch {batch}, C {channels}, {size} px")
-                continue
-            inputs = bench.lrgan_inputs(batch, channels, size, device, 0)
-            fns = {"ext": ext, "ref": stnm_reference, "ref+compile": compiled}
-            for impl in impls:
-                for backward in (False, True):
-                    step = bench.make_step(fns[impl], inputs, backward)
-                    ms = _timer(device, step, calls, rounds)
-                    nbytes = bench.min_bytes(batch, channels, size, 4, backward)
-                    rows.append({"batch": batch, "C": channels, "size": size, "impl": impl,
-                                 "backward": backward, "ms": ms,
-                                 "gbs": nbytes / (ms * 1e-3) / 1e9})
-            del inputs
+        try:
+            for batch, channels, size in configs:
+                if left() < (20 if impls == ("ref+compile",) and not dry_run else 2):
+                    skipped.append(f"{'/'.join(impls)} at batch {batch}, C {channels}, "
+                                   f"{size} px")
+                    continue
+                inputs = bench.lrgan_inputs(batch, channels, size, device, 0)
+                for impl in impls:
+                    for backward in (False, True):
+                        step = bench.make_step(fns[impl], inputs, backward)
+                        ms = _timer(device, step, calls, rounds)
+                        nbytes = bench.min_bytes(batch, channels, size, 4, backward)
+                        rows.append({"batch": batch, "C": channels, "size": size,
+                                     "impl": impl, "backward": backward, "ms": ms,
+                                     "gbs": nbytes / (ms * 1e-3) / 1e9})
+                del inputs
+        except Exception as err:  # keep the rows measured so far (a budget alarm too)
+            notes.append(f"{'/'.join(impls)} stopped: {type(err).__name__}: {err}"[:500])
+            skipped.append(f"the rest of {'/'.join(impls)}")
     md, verdicts = speed_table(rows, device.type == "cuda", copy_gbs)
-    notes = [f"skipped (budget): {', '.join(skipped)}"] if skipped else []
+    if skipped:
+        notes.append(f"skipped (budget or error): {', '.join(skipped)}")
     notes.append("ms = best of 5 rounds of 10 calls (CUDA events)" if not dry_run
                  else "dry-run: CPU, tiny sizes, torch.compile backend aot_eager")
     return {"status": "partial" if skipped else "ok", "rows": rows, "md": md,
