@@ -50,7 +50,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_check_stnm import HBM_PEAK_GBS, stnm_correctness, stnm_speed  # noqa: E402
-from device_check_train import ddp_smoke, lrgan_recipe, prepare_site, train_throughput  # noqa: E402
+from device_check_train import (  # noqa: E402
+    CASES,
+    ddp_smoke,
+    lrgan_recipe,
+    prepare_site,
+    train_throughput,
+)
 
 # Section 5: the lrgan mnist-two quality recipe at 64 px (see the lrgan fidelity issue).
 # The check adds --max_iters (what fits in the minutes left), --device and --outf.
@@ -82,6 +88,7 @@ class Check:
     total_deadline: float
     results: dict = field(default_factory=dict)
     section_deadline: float = 0.0
+    trainers: list[str] | None = None  # section 3: only these (default: all)
 
     def left(self) -> float:
         """Seconds left in the current section's budget."""
@@ -260,7 +267,7 @@ def section_functions() -> dict[str, Callable[[Check], dict]]:
         "stnm_correctness": lambda c: stnm_correctness(c.device, c.dry_run, c.left),
         "stnm_speed": lambda c: stnm_speed(c.device, c.dry_run, c.left,
                                            None if c.dry_run else copy(c)),
-        "train": lambda c: train_throughput(c.device, c.dry_run, c.work, c.left),
+        "train": lambda c: train_throughput(c.device, c.dry_run, c.work, c.left, c.trainers),
         "ddp": lambda c: ddp_smoke(c.device, c.dry_run, c.work, c.left),
         "recipe": lambda c: lrgan_recipe(c.device, c.dry_run, c.work, c.out, c.left,
                                          c.results.get("train", {}), LRGAN_RECIPE),
@@ -291,11 +298,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None,
                         help="scratch folder for run folders (default: a temp folder)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--trainers", default=None,
+                        help="section 3: comma-separated subset of lrgan, icgan, crvae, "
+                             "facegan, attngan (default: all)")
     parser.add_argument("--prepare", type=Path, metavar="DIR",
                         help="copy the data/modules the GPU image lacks into DIR and exit")
     args = parser.parse_args(argv)
     if args.prepare is None and args.out is None:
         parser.error("--out is required")
+    known = [case.name for case in CASES]
+    unknown = set(args.trainers.split(",")) - set(known) if args.trainers else set()
+    if unknown:
+        parser.error(f"--trainers: unknown {', '.join(sorted(unknown))} "
+                     f"(expected {', '.join(known)})")
     return args
 
 
@@ -320,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     check = Check(device, args.dry_run, args.out.resolve(), work.resolve(),
-                  start + budget - WRITE_MARGIN_S)
+                  start + budget - WRITE_MARGIN_S,
+                  trainers=args.trainers.split(",") if args.trainers else None)
     report = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
               "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "dry_run": args.dry_run, "device": str(device), "budget_s": budget,

@@ -9,6 +9,7 @@
 #   grep -qx '/.device_site/' .git/info/exclude || echo '/.device_site/' >> .git/info/exclude
 # On the GPU machine (device tool: carry [".device_site"], timeout_s 540):
 #   bash bench/device_check.sh                       # extra arguments go to device_check.py
+#   bash bench/device_check.sh --sections recipe --budget-s 400    # e.g. a second call
 #
 # DEVICE_CHECK_TOTAL_S (default 470) bounds install + check together; the check gets what
 # the install leaves. The pure-Python packages go on PYTHONPATH (that image has no hatchling

@@ -273,9 +273,10 @@ CASES = [
     Case("crvae", "crvae.cli:train_main",
          "crVAE-GAN (lstm), 64 px, stage 1, batch 64, synthetic 64 px JPEG folder",
          ("-dataset", "lfw", "-latentType", "lstm", "-stage", "1", "-batchSize", "64",
-          "-nEpochs", "1", "-print_freq", "5", "-ckptFreq", "0"),
-         ("-baseChannels", "4", "-nf", "8", "-batchSize", "4", "-print_freq", "1"),
-         lambda n, b: ["-epochSize", str(n)], 64, 4, CRVAE_ITERS,
+          "-nEpochs", "1", "-ckptFreq", "0"),
+         ("-baseChannels", "4", "-nf", "8", "-batchSize", "4"),
+         lambda n, b: ["-epochSize", str(n), "-print_freq", str(max(1, n // 5))], 64, 4,
+         CRVAE_ITERS,
          device_flag="-device", out_flag="-save", prepare=_crvae_data),
     Case("facegan", "facegan.cli:train", "32 px grey, batch 32 (timed: the 2nd epoch)",
          ("--scale", "32", "--batchSize", "32", "--epochs", "2", "--noplot"),
@@ -369,12 +370,13 @@ def run_case(case: Case, runner: Runner, share: float) -> tuple[list[dict], list
 
 
 def train_throughput(device: torch.device, dry_run: bool, work: Path,
-                     left: Callable[[], float]) -> dict:
-    """Section 3: every trainer, every supported variant."""
+                     left: Callable[[], float], trainers: Sequence[str] | None = None) -> dict:
+    """Section 3: every trainer (or those named in ``trainers``), every supported variant."""
     runner = Runner(work, device, dry_run, left)
     rows, notes = [], []
-    for k, case in enumerate(CASES):
-        share = left() / (len(CASES) - k)
+    cases = [c for c in CASES if trainers is None or c.name in trainers]
+    for k, case in enumerate(cases):
+        share = left() / (len(cases) - k)
         try:
             case_rows, case_notes = run_case(case, runner, share)
         except Exception as err:  # noqa: BLE001 - one trainer's failure is one row
