@@ -1,69 +1,69 @@
-"""Train LR-GAN on MNIST-TWO and measure it: training it/s, FID of the composites
-against real MNIST-TWO images, and how often each foreground layer is read as a digit.
+"""Measure trained LR-GAN runs: training speed from stats.jsonl, the judge's layer metrics
+and FID of the composites against fresh real canvases (the same figures as
+``lrgan-train --evaluate``), one JSON line per checkpoint.
 
-    uv run python packages/lrgan/bench/fidelity.py --niter 3 --outf runs/bench-lrgan
+    uv run python packages/lrgan/bench/fidelity.py RUN_DIR [RUN_DIR ...] --fid_samples 1000
 
-Prints one JSON object and writes it to <run>/fidelity.json.
+Each RUN_DIR's newest checkpoint is measured (or give checkpoint files). The DCGAN
+baseline (``--ntimestep 1``) gets FID only: it has no layers to judge.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
+from pathlib import Path
 
 import click
-import torch
+import pandas as pd
 
-from ganlab_common import metrics
 from ganlab_common.checkpoint import load_checkpoint
 from ganlab_common.runs import resolve_device
-from lrgan.data import load_dataset
-from lrgan.evaluate import digit_rates, generate
-from lrgan.train import TrainConfig, build_models, train
+from lrgan.train import TrainConfig, build_models, evaluation_metrics
+
+
+def _checkpoint(path: Path) -> Path:
+    if path.is_file():
+        return path
+    files = sorted((path / "models").glob("*.pt"))
+    if not files:
+        raise click.ClickException(f"{path}: no checkpoint under models/")
+    return files[-1]
+
+
+def _speed(run_dir: Path) -> dict[str, float]:
+    stats = pd.read_json(run_dir / "stats.jsonl", lines=True)
+    steps = stats["step"].to_numpy()
+    seconds = stats["time"].to_numpy()
+    # per-iteration wall time from consecutive rows (a resume restarts the clock)
+    gaps = [t1 - t0 for (s0, t0), (s1, t1) in zip(zip(steps, seconds), zip(steps[1:], seconds[1:]))
+            if s1 == s0 + 1 and t1 >= t0]
+    return {"iterations": int(steps.max()),
+            "s_per_it_median": float(pd.Series(gaps).median()) if gaps else float("nan")}
 
 
 @click.command()
-@click.option("--niter", type=int, default=3, show_default=True)
-@click.option("--imageSize", "image_size", type=int, default=64, show_default=True)
-@click.option("--batchSize", "batch_size", type=int, default=64, show_default=True)
-@click.option("--ngf", type=int, default=64, show_default=True)
-@click.option("--ndf", type=int, default=64, show_default=True)
-@click.option("--samples", type=int, default=1000, show_default=True,
-              help="Samples for the digit rates.")
-@click.option("--fid_samples", type=int, default=300, show_default=True,
-              help="Images per side for FID (Inception is ~8 images/s on a 2-core CPU).")
-@click.option("--outf", default="runs/bench-lrgan", show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--fid_samples", type=int, default=1000, show_default=True,
+              help="Samples (and fresh real canvases) for FID; 0: none.")
+@click.option("--judge_samples", type=int, default=1000, show_default=True)
+@click.option("--sample_mode", type=click.Choice(["train", "eval"]), default="train",
+              show_default=True)
+@click.option("--device", default="cpu", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-def main(niter, image_size, batch_size, ngf, ndf, samples, fid_samples, outf, device, seed):
-    cfg = TrainConfig(dataset="mnist-two", ntimestep=3, maxobjscale=2.0, imageSize=image_size,
-                      batchSize=batch_size, ngf=ngf, ndf=ndf, niter=niter, outf=outf,
-                      manualSeed=seed, device=device, keep=1)
-    t0 = time.time()
-    run = train(cfg)
-    seconds = time.time() - t0
-    steps = int(run.stats()["step"].max())
+def main(paths, fid_samples, judge_samples, sample_mode, device, seed):
     dev = resolve_device(device)
-
-    untrained, _ = build_models(cfg)
-    trained, _ = build_models(cfg)
-    state = load_checkpoint(next((run.dir / cfg.outmodelf).iterdir()))
-    trained.load_state_dict(state["netG"])
-    classifier = metrics.load_digit_classifier(device=str(dev))
-    result = {"device": str(dev), "iterations": steps, "train_seconds": round(seconds, 1),
-              "it_per_s": round(steps / seconds, 3), "config": vars(replace(cfg))}
-    for name, net in [("untrained", untrained), ("trained", trained)]:
-        layers = generate(net.to(dev), samples, seed=seed)
-        result[f"digit_rates_{name}"] = digit_rates(layers, classifier)
-        if name == "trained":
-            real = load_dataset("mnist-two", None, image_size, seed=7, count=fid_samples)
-            real_images = torch.stack([real[i][0] for i in range(fid_samples)])
-            result["fid_composites_vs_real"] = metrics.fid(
-                layers.image[:fid_samples], real_images, device=str(dev))
-    text = json.dumps(result, indent=2)
-    (run.dir / "fidelity.json").write_text(text + "\n")
-    click.echo(text)
+    for path in paths:
+        ckpt = _checkpoint(path)
+        state = load_checkpoint(ckpt, flag="checkpoint")
+        cfg = replace(TrainConfig(**state["config"]), device=str(dev), fid_samples=fid_samples,
+                      judge_samples=judge_samples, sample_mode=sample_mode)
+        netG, _ = build_models(cfg, dev)
+        netG.load_state_dict(state["netG"])
+        result = {"checkpoint": str(ckpt), "step": state["step"], "ntimestep": cfg.ntimestep,
+                  "legacy_grad": cfg.legacy_grad, **_speed(ckpt.parent.parent),
+                  **evaluation_metrics(netG.to(dev), cfg, seed, str(dev))}
+        click.echo(json.dumps(result))
 
 
 if __name__ == "__main__":

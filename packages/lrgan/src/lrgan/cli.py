@@ -9,6 +9,7 @@ import click
 
 from ganlab_common.errors import UserError
 from ganlab_common.legacy import dry_run_option, gpu_device, note, parse_bool, require_path
+from ganlab_common.options import SEED, FiniteFloat
 from ganlab_common.runs import amp_option, device_option
 
 from .data import DATASETS
@@ -45,7 +46,7 @@ from .train import TrainConfig, train
 @click.option("--ndf", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--ntimestep", type=int, default=2, show_default=True,
               help="Layers: 1 background + (ntimestep - 1) foregrounds.")
-@click.option("--maxobjscale", type=click.FloatRange(min=1.0), default=1.2, show_default=True,
+@click.option("--maxobjscale", type=FiniteFloat(min=1.0), default=1.2, show_default=True,
               help="Minimum sampling scale of a foreground: larger means smaller objects "
                    "(each spans at most 1/maxobjscale of the side).")
 @click.option("--bg_input", "--bg-input", "bg_input", type=click.Choice(["raw", "lstm"]),
@@ -67,10 +68,10 @@ from .train import TrainConfig, train
 # Training.
 @click.option("--niter", type=click.IntRange(min=1), default=25, show_default=True,
               help="Number of epochs.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=2e-4,
               show_default=True)
-@click.option("--beta1", type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@click.option("--manualSeed", "--manual-seed", "manualSeed", type=int, default=None,
+@click.option("--beta1", type=FiniteFloat(0, 1), default=0.5, show_default=True)
+@click.option("--manualSeed", "--manual-seed", "manualSeed", type=SEED, default=None,
               help="Seed (random when not given; recorded in config.json).")
 @device_option()
 @amp_option()

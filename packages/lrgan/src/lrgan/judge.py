@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 NOT_A_DIGIT = 10
-JUDGE_VERSION = 3
+JUDGE_VERSION = 4
 INK = 0.25  # a pixel is ink when brighter than this, in [0, 1]
 
 
@@ -191,8 +191,8 @@ def make_negatives(digits: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     return out[:, None] * 2 - 1
 
 
-def _augment_digits(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Positives as the layers show them: [N, 1, 28, 28] in [0, 1] -> random stroke
+def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Images as the layers show them: [N, 1, 28, 28] in [0, 1] -> random stroke
     intensity, slight blur, a little speckle noise."""
     n = len(x)
     level = torch.from_numpy(rng.uniform(0.55, 1.0, (n, 1, 1, 1))).float()
@@ -226,7 +226,7 @@ class Judge:
                            torch.full_like(label, NOT_A_DIGIT))
 
 
-def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps: int = 1500,
+def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps: int = 2000,
                 batch_size: int = 128, copies: int = 2) -> metrics.DigitCNN:
     """Train the 11-class CNN on ``digits`` (uint8 [N, 28, 28]) and drawn negatives."""
     rng = np.random.default_rng(seed)
@@ -248,8 +248,8 @@ def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps
         for _ in range(steps):
             pi = torch.from_numpy(rng.integers(len(positives), size=half))
             ni = torch.from_numpy(rng.integers(len(negatives), size=batch_size - half))
-            pos = _augment_digits((positives[pi] + 1) / 2, rng) * 2 - 1
-            x = torch.cat([pos, negatives[ni]])
+            # Both classes get the same jitter, so none of it is a cue for either.
+            x = _augment((torch.cat([positives[pi], negatives[ni]]) + 1) / 2, rng) * 2 - 1
             y = torch.cat([positive_labels[pi], torch.full((len(ni),), NOT_A_DIGIT)])
             loss = F.cross_entropy(model(x), y, label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
