@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 from torchvision.transforms.functional import pil_to_tensor
 
 from ganlab_common.errors import UserError
@@ -273,7 +273,16 @@ class SkipsUnreadable(Dataset):
         self.unreadable.add()
         if index not in self._warned:
             self._warned.add(index)
-            print(f"warning: skipping {exc.message}", file=sys.stderr)
+            _warn(f"warning: skipping {exc.message}")
+
+
+def _warn(text: str) -> None:
+    """One line on stderr; from a DataLoader worker straight to file descriptor 2 (the
+    worker's ``sys.stderr`` may be a copy of an object the parent replaced)."""
+    if get_worker_info() is not None:
+        os.write(2, (text + "\n").encode())
+    else:
+        print(text, file=sys.stderr)
 
 
 class ImageDataset(SkipsUnreadable):
