@@ -22,6 +22,7 @@ def test_conv_vae_learns_mnist(tmp_path):
     rows = [json.loads(r) for r in (run / "stats.jsonl").read_text().splitlines()]
     final = next(r["final_nll"] for r in rows if "final_nll" in r)
     assert final < 200  # nats; an untrained model is at ~540, the mean image at ~210
+    # measured 2026-11-30 with the defaults (-init original -nVal 500): 138.7 (4.2 min)
 
 
 @pytest.mark.slow
