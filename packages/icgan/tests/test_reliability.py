@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from ganlab_common.testing import assert_one_line_error
 from icgan import train as train_module
@@ -25,6 +26,7 @@ def junk(tmp_path) -> Path:
     ["--lr", "nan"], ["--beta1", "inf"], ["--split", "nan"], ["--lrZ", "-inf"],
     ["--beta1Y", "nan"], ["--manualSeed", str(2**40)], ["--dataroot", "{tmp}/missing"],
     ["--outdir", "{junk}/runs"], ["--runDir", "{tmp}/missing"],
+    ["{tmp}/runs", "{tmp}/celebA", "nan"],  # the Lasagne port's positional LEARNING_RATE
 ])
 def test_train_bad_input_is_one_error_line(cli, tiny, tmp_path, junk, probe):
     probe = [a.format(tmp=tmp_path, junk=junk) for a in probe]
@@ -91,3 +93,29 @@ def test_a_non_finite_loss_stops_naming_the_iteration(cli, tiny, tmp_path, monke
     (run,) = tmp_path.iterdir()
     saved = sorted(p.name for p in (run / "gan" / "checkpoints").iterdir())
     assert saved == ["gan-000001.pt", "gan-000002.pt"]  # nothing of iteration 3
+
+
+def _same(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b) >= 2
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.mark.slow  # two torchrun launches of two gloo ranks: minutes on 2 busy cores
+def test_two_gloo_ranks_train_checkpoint_resume_and_agree(tiny, tmp_path):
+    from ganlab_common.testing import two_rank_run
+
+    args = [*tiny, "--stage", "gan", "--outdir", tmp_path / "runs"]
+    first = two_rank_run(tmp_path, "a", "icgan.train", "wrap_model", "icgan.cli:train_command",
+                         args)
+    _same(*first)
+    (run,) = (tmp_path / "runs").iterdir()
+    args[args.index("--niter") + 1] = "2"
+    second = two_rank_run(tmp_path, "b", "icgan.train", "wrap_model", "icgan.cli:train_command",
+                          [*args, "--resume"])
+    _same(*second)
+    assert list((tmp_path / "runs").iterdir()) == [run]
+    ckpts = sorted((run / "gan" / "checkpoints").glob("gan-*.pt"))
+    state = torch.load(ckpts[-1], weights_only=False)
+    assert state["finished"] and all(torch.equal(state["netG"][k].cpu(), v)
+                                     for k, v in second[0][0].items())

@@ -101,6 +101,27 @@ def _groups(module: nn.Module, lr_mult: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def _global_mean(value: float) -> float:
+    """``value`` averaged over the torchrun ranks (itself in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return t.item() / dist.get_world_size()
+
+
+def _broadcast_from_rank0(modules: list[nn.Module | None]) -> None:
+    """Every rank starts from rank 0's weights and buffers (ranks are seeded differently)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for module in modules:
+        if module is not None:
+            for tensor in module.state_dict().values():
+                dist.broadcast(tensor, 0)
+
+
 class Trainer:
     """Models, optimisers and one training iteration; the loop lives in :func:`train`."""
 
@@ -253,7 +274,8 @@ class Trainer:
         mi_d = mi_loss(D.mi_head(feats.detach()[fake]), u_mix.detach()[fake])
         names = ["mi_head"] if cfg.kappa > 0 else []
         loss_d = cfg.kappa * mi_d
-        if err_d.item() >= cfg.margin:  # D is not updated while it is already too good
+        if _global_mean(err_d.item()) >= cfg.margin:  # not while D is already too good (every
+            # rank decides on the mean over ranks, so all of them take the same step)
             names += ["disc", "disc_head"]
             loss_d = loss_d + err_d
             self.d_updates += 1
@@ -457,6 +479,7 @@ def train(cfg: Config) -> Path:
             restore_rng_state(rng)
     elif cfg.resume:
         _initial_loads(tr, cfg)
+    _broadcast_from_rank0([tr.G, tr.D])
 
     grid = _fixed_inputs(test_set, spec, 60 if spec.attr_dim == 10 else 64, ctx.device,
                          cfg.manualSeed)

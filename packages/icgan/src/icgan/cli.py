@@ -129,7 +129,8 @@ def _check_train_flags(cfg: TrainConfig) -> None:
 @dry_run_option()
 @click.argument("folder_name", required=False, metavar="[FOLDER_NAME")
 @click.argument("celeba_dir", required=False, metavar="[CELEBA_DIR")
-@click.argument("learning_rate", required=False, type=float, metavar="[LEARNING_RATE]]]")
+@click.argument("learning_rate", required=False, type=FiniteFloat(min=0, min_open=True),
+                metavar="[LEARNING_RATE]]]")
 def train_command(**kwargs) -> None:
     """Train IcGAN: the conditional GAN, then E_z on G's samples, then E_y.
 
