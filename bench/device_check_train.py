@@ -32,13 +32,17 @@ import torch
 __all__ = ["CASES", "CPU_IT_S", "ddp_smoke", "lrgan_recipe", "prepare_site",
            "train_throughput"]
 
-# it/s of each trainer's fp32 case below on the development CPU (2-core x86-64 VM, shared,
-# torch 2.15.0, 2026-11-30, `python bench/device_check.py --device cpu --sections train`
-# with CPU_ITERS); None where it was not measured. The GPU/CPU ratio divides by these.
+# it/s of each trainer's case below (fp32, the same sizes) on the development CPU: one
+# torch thread (OMP_NUM_THREADS=1) of the shared 2-core x86-64 VM at a load average of 8-10,
+# torch 2.15.0, 2026-11-30, `python bench/device_check.py --device cpu --sections train`.
+# lrgan, facegan, attngan: the check's own figure; icgan, crvae: rough, from runs stopped
+# early (icgan 10 iterations in 211 s from the run's start, crvae one 104 s iteration);
+# attngan: not measured, its first 256 px iteration had not ended after 7 minutes.
+# The GPU/CPU ratio in section 3 divides by these.
 CPU_IT_S: dict[str, float | None] = {
-    "lrgan": None, "icgan": None, "crvae": None, "facegan": None, "attngan": None,
+    "lrgan": 0.048, "icgan": 0.047, "crvae": 0.0096, "facegan": 0.071, "attngan": None,
 }
-CPU_ITERS = {"lrgan": 3, "icgan": 20, "crvae": 10, "facegan": 8, "attngan": 2}
+CPU_ITERS = {"lrgan": 3, "icgan": 20, "crvae": 3, "facegan": 8, "attngan": 2}
 FILE_LIMIT = 15 << 20  # what comes back from $OUT: at most 16 MiB a file
 
 ENTRY = '''"""Run a console-script function: python entry.py module:function [args...]."""
