@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ganlab_common.init import dcgan_init, legacy_torch_init
+
 from .ops import affine_grid_yx
 
 __all__ = [
@@ -45,34 +47,9 @@ def _up(cin: int, cout: int, bias: bool) -> list[nn.Module]:
     return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias), nn.BatchNorm2d(cout), nn.ReLU(True)]
 
 
-def _uniform_fan_in(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) -> None:
-    bound = fan_in ** -0.5
-    nn.init.uniform_(weight, -bound, bound)
-    if bias is not None:
-        nn.init.uniform_(bias, -bound, bound)
-
-
-def _init_layer(layer: nn.Module, scheme: str) -> None:
-    if isinstance(layer, nn.modules.conv._ConvNd):
-        if scheme == "torch2017":  # PyTorch 0.2: fan_in = in_channels * k * k, also transposed
-            fan_in = layer.in_channels // layer.groups * layer.weight[0, 0].numel()
-            _uniform_fan_in(layer.weight, layer.bias, fan_in)
-        else:  # dcgan
-            nn.init.normal_(layer.weight, 0.0, 0.02)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-    elif isinstance(layer, nn.modules.batchnorm._BatchNorm):
-        layer.reset_running_stats()
-        if scheme == "torch2017":  # PyTorch 0.2 / Lua Torch: weight U(0, 1)
-            nn.init.uniform_(layer.weight, 0.0, 1.0)
-        else:
-            nn.init.normal_(layer.weight, 1.0, 0.02)
-        nn.init.zeros_(layer.bias)
-
-
 @torch.no_grad()
 def init_weights(module: nn.Module, scheme: str = "torch2017") -> nn.Module:
-    """Initialise every conv, transposed conv and BatchNorm of ``module`` in place.
+    """Initialise ``module`` in place by the named scheme.
 
     * ``torch2017``: PyTorch 0.2's defaults, which the original trained with (its
       ``weights_init`` is commented out): conv *and* transposed-conv weights and biases
@@ -82,13 +59,15 @@ def init_weights(module: nn.Module, scheme: str = "torch2017") -> nn.Module:
     * ``dcgan``: the original's (unused) ``weights_init``: conv N(0, 0.02), bias 0,
       BatchNorm weight N(1, 0.02), bias 0.
 
-    Linear and LSTM layers keep their defaults, which are the same in both versions.
+    Linear and LSTM layers get PyTorch 0.2's bounds under ``torch2017`` (the same as
+    today's) and keep them under ``dcgan``. (``ganlab_common.init`` does the work.)
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
-    if scheme != "pytorch":
-        for layer in module.modules():
-            _init_layer(layer, scheme)
+    if scheme == "torch2017":
+        legacy_torch_init(module)
+    elif scheme == "dcgan":
+        dcgan_init(module)
     return module
 
 
