@@ -19,6 +19,7 @@ from ganlab_common.checkpoint import (
     load_state_dicts,
     state_dicts,
 )
+from ganlab_common.data import report_skipped_images
 from ganlab_common.distributed import (
     DistContext,
     autocast,
@@ -278,7 +279,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
     step = 0
     if point is not None:
         state = ckpts.load_latest(map_location=ctx.device)
-        load_state_dicts(objects, state, source=str(ckpts.latest()))
+        load_state_dicts(objects, state, source=str(ckpts.loaded_path))
         step = state["step"]
         run.truncate_stats(step)
         print(f"resumed {run.dir} at iteration {step}")
@@ -321,6 +322,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
             if step >= total:
                 break
     bar.close()
+    report_skipped_images(dataset)
     run.plot_losses(["loss_D", "loss_G"])
     run.close()
     return run
