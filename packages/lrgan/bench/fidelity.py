@@ -32,6 +32,8 @@ def _checkpoint(path: Path) -> Path:
 
 
 def _speed(run_dir: Path) -> dict[str, float]:
+    if not (run_dir / "stats.jsonl").is_file():  # a checkpoint copied out of its run
+        return {}
     stats = pd.read_json(run_dir / "stats.jsonl", lines=True)
     steps = stats["step"].to_numpy()
     seconds = stats["time"].to_numpy()
