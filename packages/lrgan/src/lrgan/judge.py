@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 NOT_A_DIGIT = 10
-JUDGE_VERSION = 4
+JUDGE_VERSION = 5
 INK = 0.25  # a pixel is ink when brighter than this, in [0, 1]
 
 
@@ -132,17 +132,20 @@ def _two_digits(digits: torch.Tensor, rng: np.random.Generator, size: int) -> to
 
 
 def _half_digit(digits: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    d = _digit_patch(digits, rng).clone()
-    cut = int(rng.integers(10, 17))
-    side = rng.integers(4)
-    if side == 0:
-        d[:cut] = 0
-    elif side == 1:
-        d[cut:] = 0
-    elif side == 2:
-        d[:, :cut] = 0
-    else:
-        d[:, cut:] = 0
+    """A digit with the ink of one side cut away: the cut removes 40-60% of its ink, so what
+    is left is a part, not a thinner digit."""
+    for _ in range(20):
+        d = _digit_patch(digits, rng).clone()
+        axis, keep_first = int(rng.integers(2)), rng.random() < 0.5
+        profile = d.sum(1 - axis).cumsum(0) / d.sum().clamp(min=1e-6)  # ink before each line
+        cut = int(torch.searchsorted(profile, torch.tensor(float(rng.uniform(0.4, 0.6)))))
+        view = d if axis == 0 else d.T
+        if keep_first:
+            view[cut:] = 0
+        else:
+            view[:cut] = 0
+        if d.gt(0.3).sum() >= 10:
+            return d
     return d
 
 
@@ -226,7 +229,7 @@ class Judge:
                            torch.full_like(label, NOT_A_DIGIT))
 
 
-def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps: int = 2000,
+def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps: int = 4000,
                 batch_size: int = 128, copies: int = 2) -> metrics.DigitCNN:
     """Train the 11-class CNN on ``digits`` (uint8 [N, 28, 28]) and drawn negatives."""
     rng = np.random.default_rng(seed)
