@@ -165,12 +165,6 @@ def _fixed_noise(netG: Generator, seed: int, n: int = 64) -> torch.Tensor:
     return netG.sample_noise(n, generator=gen, device=torch.device("cpu"))
 
 
-def _sample(netG: Generator, z: torch.Tensor, mode: str = "train") -> Decomposition:
-    """G(z) with every layer; BatchNorm in ``mode`` ("train": batch statistics, as the
-    original sampled; "eval": running statistics)."""
-    return generate_layers(netG, z, mode)
-
-
 # ---------------------------------------------------------------------------------------
 def evaluate(cfg: TrainConfig) -> Run:
     """``--evaluate``: load ``--netG`` and write samples and the decomposition."""
@@ -190,7 +184,7 @@ def evaluate(cfg: TrainConfig) -> Run:
     netG.to(ctx.device)
     run = Run.start(cfg.outf, f"{cfg.run_name}-eval", asdict(cfg))
     z = _fixed_noise(netG, seed).to(ctx.device)
-    save_decomposition(run, _sample(netG, z, cfg.sample_mode), cfg.outimgf,
+    save_decomposition(run, generate_layers(netG, z, cfg.sample_mode), cfg.outimgf,
                        f"_{cfg.sample_mode}mode")
     result = evaluation_metrics(netG, cfg, seed, str(ctx.device))
     (run.dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -311,7 +305,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
                 stats.update(_judge_generator(unwrap(netG), judge, cfg, seed))
             run.log(step, epoch=epoch, **stats)
             if step % checkfreq == 0 or epoch_done or step == total:
-                layers = _sample(unwrap(netG), fixed_z, cfg.sample_mode)
+                layers = generate_layers(unwrap(netG), fixed_z, cfg.sample_mode)
                 run.save_grid(f"{cfg.outimgf}/fake_samples_{step:06d}{mode}.png", layers.image)
                 tag = f"_epoch_{epoch:03d}" if epoch_done else ""
                 if epoch_done or step == total:
