@@ -81,6 +81,10 @@ def test_evaluate_writes_decomposition_and_metrics(tmp_path, untrained_judge):
     assert (run / "images" / "fgimg2_trainmode.png").is_file()
     scores = json.loads((run / "metrics.json").read_text())
     assert scores["samples"] == 16 and scores["sample_mode"] == "train"
+    result = _run(["--dataset", "mnist-two", "--evaluate", "--netG", str(ckpt), "--outf",
+                   str(tmp_path / "eval0"), "--device", "cpu", "--judge_samples", "0",
+                   "--fid_samples", "0"])
+    assert result.exit_code == 0, result.output  # grids only, no metrics to compute
     for key in ["fg1_one_digit", "fg2_one_digit", "scene_accuracy", "background_one_digit"]:
         assert 0 <= scores[key] <= 1, key
 

@@ -198,8 +198,10 @@ def evaluation_metrics(netG: Generator, cfg: TrainConfig, seed: int,
     """The judge's layer metrics (MNIST canvases, T >= 2) and the FID of ``cfg.fid_samples``
     composites against as many fresh real images (skipped when 0)."""
     n = max(cfg.fid_samples, cfg.judge_samples)
-    layers = generate(netG, n, batch=cfg.batchSize, seed=seed + 1, mode=cfg.sample_mode)
     result: dict[str, float] = {"samples": n, "sample_mode": cfg.sample_mode}
+    if n == 0:
+        return result
+    layers = generate(netG, n, batch=cfg.batchSize, seed=seed + 1, mode=cfg.sample_mode)
     if _wants_judge(cfg):
         judge = load_judge()
         result.update(layer_metrics(layers, judge))
