@@ -467,16 +467,10 @@ def denoiser(**flags) -> None:
     About a minute for the defaults at 16 px on a 2-core CPU.
     """
     from .denoiser import DenoiserConfig, train_denoiser
-    from .denoiser import _check as check_sizes
 
     dry_run = _take_legacy(flags)
     set_threads("--threads", flags.pop("threads"))
-    cfg = DenoiserConfig(**flags)
-    if dry_run:
-        check_sizes(cfg.scale, cfg.batchSize, cfg.N_train)
-        _check_files(cfg.dataset, cfg.network, cfg.grayscale)
-        return _dry(cfg)
-    _echo_run(train_denoiser(cfg))
+    _train_or_dry(DenoiserConfig(**flags), dry_run, train_denoiser)
 
 
 @click.command(context_settings=CONTEXT)
@@ -510,16 +504,23 @@ def autoencoder(**flags) -> None:
     <save>/<NNNNN>-autoencoder-CxSxS/autoencoder_CxSxS.pt.  Seconds per epoch on a CPU.
     """
     from .denoiser import AutoencoderConfig, train_autoencoder
-    from .denoiser import _check as check_sizes
 
     _apply_short_aliases(flags)
     dry_run = _take_legacy(flags)
     set_threads("--threads", flags.pop("threads"))
     if flags.pop("plot"):
         flags["noplot"] = False
-    cfg = AutoencoderConfig(**flags)
+    _train_or_dry(AutoencoderConfig(**flags), dry_run, train_autoencoder)
+
+
+def _train_or_dry(cfg, dry_run: bool, train) -> None:
+    """The denoiser/autoencoder tail: check sizes and files and print the config with
+    --dry_run, else train and print the run folder."""
+    from .denoiser import _check as check_sizes
+
     if dry_run:
         check_sizes(cfg.scale, cfg.batchSize, cfg.N_train)
         _check_files(cfg.dataset, cfg.network, cfg.grayscale)
-        return _dry(cfg)
-    _echo_run(train_autoencoder(cfg))
+        _dry(cfg)
+        return
+    _echo_run(train(cfg))

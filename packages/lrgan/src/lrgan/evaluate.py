@@ -16,7 +16,7 @@ import torch
 
 from .judge import NOT_A_DIGIT, Judge
 from .models import Decomposition, Generator
-from .ops import affine_grid_yx
+from .ops import affine_grid_yx, stnm_reference
 
 __all__ = ["generate", "generate_layers", "layer_metrics", "warped_layers"]
 
@@ -63,8 +63,6 @@ def generate(netG: Generator, n: int, batch: int = 64, seed: int = 0,
 def warped_layers(layers: Decomposition) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Each foreground warped by its pose: (appearance on black [N, C, H, W],
     warped mask [N, 1, H, W]) per step, computed with the reference STNM."""
-    from .ops import stnm_reference
-
     n, _, h, w = layers.background.shape
     on_black, masks = [], []
     for fg, mask, theta in zip(layers.foregrounds, layers.masks, layers.poses):
