@@ -151,13 +151,10 @@ def test_hard_negative_loss_prefers_the_true_caption():
 class _DotD(torch.nn.Module):
     """A stand-in D: features = images flattened; cond logit = <features, c>; no uncond head."""
 
-    UNCOND_DNET = None
-
-    def forward(self, x):
-        return x.flatten(1)
-
-    def COND_DNET(self, features, c):  # noqa: N802 -- the original's attribute name
-        return (features * c).sum(1)
+    def forward(self, x, c=None, head="code"):
+        if head == "cond":
+            return (x * c).sum(1)
+        return None if head == "uncond" else x.flatten(1)
 
 
 def test_discriminator_loss_with_hard_wrong_pairs():
@@ -195,3 +192,49 @@ def test_generator_loss_weights_the_hard_negative_term():
     assert logs_once["h_loss"] == pytest.approx(2.0 * h, rel=1e-5)
     assert logs_thrice["h_loss"] == pytest.approx(6.0 * h, rel=1e-5)
     assert (thrice - once).item() == pytest.approx(4.0 * h, rel=1e-4)
+
+
+def test_d_and_g_losses_run_under_ddp_and_match_the_bare_module(tmp_path):
+    """D is only called, never read (``net_d.COND_DNET`` fails on the wrapper): one gloo rank
+    of real DDP (default find_unused_parameters=False) gives the bare D's losses and grads."""
+    import copy
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from attngan.losses import discriminator_loss, generator_loss
+    from attngan.models import D_NET, weights_init
+
+    torch.manual_seed(0)
+    bare = D_NET(ndf=2, nef=8, size=16)
+    bare.apply(weights_init)
+    twin = copy.deepcopy(bare)
+    real, fake = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    cond, hard = torch.randn(4, 8), torch.randn(4, 8)
+    words, regions = torch.randn(4, 8, 5), torch.randn(4, 8, 2, 2)
+    smooth = {"GAMMA1": 4.0, "GAMMA2": 5.0, "GAMMA3": 10.0, "LAMBDA": 2.0}
+
+    def steps(net_d):  # two iterations of a D step then a G step, as in train.py
+        out = []
+        for _ in range(2):
+            d_loss = discriminator_loss(net_d, real, fake, cond, hard)
+            net_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            grads = [p.grad.clone() for p in net_d.parameters()]
+            g_loss, _ = generator_loss([net_d], lambda x: (regions, x.flatten(1)[:, :8]), [fake],
+                                       words, cond, torch.arange(4), torch.tensor([5, 4, 3, 2]),
+                                       None, smooth)  # fmt: skip
+            net_d.zero_grad(set_to_none=True)
+            g_loss.backward()
+            out.append((d_loss.detach(), grads, g_loss.detach(),
+                        [p.grad.clone() for p in net_d.parameters()]))
+        return out
+
+    expected = steps(bare)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        got = steps(DistributedDataParallel(twin))
+    finally:
+        dist.destroy_process_group()
+    torch.testing.assert_close(got, expected)

@@ -78,8 +78,11 @@ def test_discriminator_heads(size):
     net = D_NET(ndf=2, nef=8, size=size)
     h = net(torch.randn(2, 3, size, size))
     assert h.shape == (2, 16, 4, 4)
-    assert net.UNCOND_DNET(h).shape == (2,)
-    assert net.COND_DNET(h, torch.randn(2, 8)).shape == (2,)
+    assert net(h, head="uncond").shape == (2,)
+    assert net(h, torch.randn(2, 8), head="cond").shape == (2,)
+    assert D_NET(ndf=2, nef=8, size=size, b_jcu=False)(h, head="uncond") is None
+    with pytest.raises(ValueError, match="head"):
+        net(h, head="logits")
 
 
 def test_random_translate_shifts_whole_images_and_fills_black():

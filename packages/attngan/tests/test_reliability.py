@@ -112,8 +112,6 @@ def _same(a: list[dict], b: list[dict]) -> None:
 
 
 @pytest.mark.slow  # two torchrun launches of two gloo ranks: minutes on 2 busy cores
-@pytest.mark.xfail(reason="losses.discriminator_loss reads net_d.COND_DNET on the DDP wrapper: "
-                   "AttributeError under torchrun (needs unwrap(net_d).COND_DNET)", strict=False)
 def test_two_gloo_ranks_train_checkpoint_resume_and_agree(gan, tmp_path):
     from ganlab_common.testing import two_rank_run
 

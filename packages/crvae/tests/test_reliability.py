@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -107,6 +108,25 @@ def test_an_unreadable_celeba_image_is_skipped(tmp_path, tiny, make_celeba):
     assert "000002.jpg: not a readable image" in out
     assert "read(s) of unreadable images were skipped" in out
     assert torch.load(run / "checkpoints" / "ckpt-000002.pt", weights_only=False)["epoch"] == 1
+
+
+@pytest.mark.parametrize("name", ["best.pt", "snapshot-e001.pt", "final_nll.txt"])
+def test_a_full_disk_is_one_error_line_naming_the_file(tmp_path, tiny, monkeypatch, name):
+    def full(path):
+        if Path(path).name == name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_save, real_write = train_module.atomic_save, Path.write_text
+    monkeypatch.setattr(train_module, "atomic_save",
+                        lambda obj, path: full(path) or real_save(obj, path))
+    monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: full(self) or
+                        real_write(self, *a, **k))  # fmt: skip
+    result = _invoke(train_main, [*BASE, *tiny, "-nEpochs", 1, "-epochStep", 1, "-save", tmp_path])
+    line = assert_one_line_error(result)
+    run = next(tmp_path.glob("00000-*"))
+    assert line.startswith(f"Error: {run / name}: cannot write")
+    assert "(No space left on device); kept: " in line
+    assert not (run / name).exists()
 
 
 def _same(a: list[dict], b: list[dict]) -> None:

@@ -143,20 +143,23 @@ def discriminator_loss(
     (without the unconditional head: ``cond(real) + (cond(fake) + wrong) / 2``).
     ``hard_conditions [B, E]`` (not in the paper: digit-swapped captions of the same images)
     make the wrong term the mean of the shifted-batch and the hard wrong pairs.
+    D is only ever called (``net_d(x, c, head=...)``, see ``models.D_NET``), so it may be
+    wrapped in DistributedDataParallel.
     """
     real_features = net_d(real_imgs)  # [B, 8 ndf, 4, 4]
     fake_features = net_d(fake_imgs.detach())
-    cond_real = _bce(net_d.COND_DNET(real_features, conditions), 1.0)
-    cond_fake = _bce(net_d.COND_DNET(fake_features, conditions), 0.0)
+    cond_real = _bce(net_d(real_features, conditions, head="cond"), 1.0)
+    cond_fake = _bce(net_d(fake_features, conditions, head="cond"), 0.0)
     b = real_features.size(0)
-    cond_wrong = _bce(net_d.COND_DNET(real_features[: b - 1], conditions[1:b]), 0.0)
+    cond_wrong = _bce(net_d(real_features[: b - 1], conditions[1:b], head="cond"), 0.0)
     if hard_conditions is not None:
-        hard = _bce(net_d.COND_DNET(real_features, hard_conditions.to(conditions.dtype)), 0.0)
-        cond_wrong = (cond_wrong + hard) / 2.0
-    if net_d.UNCOND_DNET is None:
+        hard_logits = net_d(real_features, hard_conditions.to(conditions.dtype), head="cond")
+        cond_wrong = (cond_wrong + _bce(hard_logits, 0.0)) / 2.0
+    uncond_real = net_d(real_features, head="uncond")
+    if uncond_real is None:
         return cond_real + (cond_fake + cond_wrong) / 2.0
-    real = _bce(net_d.UNCOND_DNET(real_features), 1.0)
-    fake = _bce(net_d.UNCOND_DNET(fake_features), 0.0)
+    real = _bce(uncond_real, 1.0)
+    fake = _bce(net_d(fake_features, head="uncond"), 0.0)
     return (real + cond_real) / 2.0 + (fake + cond_fake + cond_wrong) / 3.0
 
 
@@ -185,9 +188,10 @@ def generator_loss(
     fakes = fake_imgs[-len(nets_d) :]
     for i, (net_d, fake) in enumerate(zip(nets_d, fakes)):
         features = net_d(fake)
-        g_loss = _bce(net_d.COND_DNET(features, sent_emb), 1.0)
-        if net_d.UNCOND_DNET is not None:
-            g_loss = g_loss + _bce(net_d.UNCOND_DNET(features), 1.0)
+        g_loss = _bce(net_d(features, sent_emb, head="cond"), 1.0)
+        uncond = net_d(features, head="uncond")
+        if uncond is not None:
+            g_loss = g_loss + _bce(uncond, 1.0)
         total = total + g_loss
         logs[f"g_loss{i}"] = g_loss.item()
     region_features, cnn_code = image_encoder(fakes[-1])

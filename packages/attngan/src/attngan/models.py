@@ -449,6 +449,18 @@ def random_translate(x: torch.Tensor, fraction: float) -> torch.Tensor:
 class D_NET(nn.Module):
     """``D_NET64/128/256``: image code, an unconditional and a sentence-conditional head.
 
+    Every part is reached through ``forward`` (``head=``), never as ``net.COND_DNET(...)``, so
+    the losses work on a ``DistributedDataParallel`` wrapper and DDP sees every call:
+
+    - ``net(x)``: images ``[B, 3, S, S]`` -> image code ``h [B, 8 ndf, 4, 4]``;
+    - ``net(h, c, head="cond")``: code and sentences ``c [B, E]`` -> logits ``[B]``;
+    - ``net(h, head="uncond")``: code -> logits ``[B]``, or None without that head.
+
+    One loss calls D several times (each call uses only some of its parameters) and then
+    runs one backward that reaches all of them; under DDP wrap D with the default
+    ``find_unused_parameters=False`` (True would mark each call's unused parameters ready
+    early and fail when their gradients arrive).
+
     ``translate > 0`` (not in the paper; ``GANLAB.D_TRANSLATE``): in training mode every image
     D sees, real or fake, is first shifted by a random offset of up to that fraction of its
     size (a differentiable augmentation, as DiffAugment's translation).
@@ -462,7 +474,17 @@ class D_NET(nn.Module):
         self.UNCOND_DNET = D_GET_LOGITS(ndf, nef, bcondition=False) if b_jcu else None
         self.COND_DNET = D_GET_LOGITS(ndf, nef, bcondition=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor | None = None, head: str = "code"
+    ) -> torch.Tensor | None:
+        if head == "cond":
+            if c is None:
+                raise ValueError('head="cond" needs the sentence embeddings c')
+            return self.COND_DNET(x, c)
+        if head == "uncond":
+            return None if self.UNCOND_DNET is None else self.UNCOND_DNET(x)
+        if head != "code":
+            raise ValueError(f"head: expected 'code', 'cond' or 'uncond', got {head!r}")
         if self.training and self.translate > 0:
             x = random_translate(x, self.translate)
         return self.img_code(x)  # [B, 8 ndf, 4, 4]

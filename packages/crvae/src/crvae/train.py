@@ -547,13 +547,17 @@ def _end_of_epoch(tr: Trainer, run: Run, epoch: int, it: int, best: float, grid,
         if nll < best:
             best = nll
             if run.is_main:
-                atomic_save(_state(tr, epoch, it, best), run.dir / "best.pt")
+                path = run.dir / "best.pt"
+                with run._writing(path, "cannot write the checkpoint of the best NLL"):
+                    atomic_save(_state(tr, epoch, it, best), path)
         scalars["best_nll"] = best
     run.log(it, **scalars)
     if run.is_main:
         run.checkpoints.save(it, _state(tr, epoch, it, best))
         if cfg.epochStep > 0 and epoch % cfg.epochStep == 0:
-            atomic_save(_state(tr, epoch, it, best), run.dir / f"snapshot-e{epoch:03d}.pt")
+            path = run.dir / f"snapshot-e{epoch:03d}.pt"
+            with run._writing(path, f"cannot write the snapshot of epoch {epoch}"):
+                atomic_save(_state(tr, epoch, it, best), path)
     tr.train_mode(True)
     return best
 
@@ -567,6 +571,9 @@ def _final_nll(tr: Trainer, run: Run, it: int, tx, ty) -> None:
     nll = evaluate_nll(tr.G, tx, ty, tr.cfg.nSampleFinal, tr.cfg.manualSeed + 1)
     run.log(it, final_nll=nll, final_samples=tr.cfg.nSampleFinal)
     picked = "the test digits" if tr.cfg.nVal == 0 else f"{tr.cfg.nVal} held-out training digits"
-    (run.dir / "final_nll.txt").write_text(
-        f"{nll:.4f} nats  (importance sampling, K={tr.cfg.nSampleFinal}, "
-        f"{tx.shape[0]} fixed-binarised test digits, checkpoint of the best NLL on {picked})\n")
+    path = run.dir / "final_nll.txt"
+    what = f"cannot write the final NLL {nll:.4f} nats, also logged in stats.jsonl"
+    with run._writing(path, what):
+        path.write_text(
+            f"{nll:.4f} nats  (importance sampling, K={tr.cfg.nSampleFinal}, "
+            f"{tx.shape[0]} fixed-binarised test digits, checkpoint of the best NLL on {picked})\n")
