@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -461,3 +462,16 @@ def test_checkpoint_mode_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_plot_losses_on_a_full_disk_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    run = Run.start(tmp_path, "plot", {})
+    run.log(0, loss=1.0)
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(UserError, match=r"loss_curves.txt: cannot write .*No space left.*kept:"):
+        run.plot_losses()

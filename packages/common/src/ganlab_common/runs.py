@@ -430,7 +430,8 @@ class Run:
             import matplotlib.pyplot as plt
         except ImportError:
             note = self.dir / "loss_curves.txt"
-            note.write_text("loss curves skipped: install matplotlib (ganlab-common[plot])\n")
+            with self._writing(note, "cannot write the loss-curve note"):
+                note.write_text("loss curves skipped: install matplotlib (ganlab-common[plot])\n")
             return None
         frame = self.stats()
         if frame.empty:
@@ -443,8 +444,11 @@ class Run:
         ax.set_xlabel("step")
         ax.legend(loc="best", fontsize="small")
         path = self.dir / "loss_curves.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
+        try:
+            with self._writing(path, "cannot write the loss curves"):
+                fig.savefig(path, dpi=100, bbox_inches="tight")
+        finally:
+            plt.close(fig)
         return path
 
     def _tensorboard(self):
