@@ -94,11 +94,18 @@ def main() -> None:
         train_s = time.time() - t0
         res = _measure(run, args.n_fid, args.n_test, args.seed)
         res.update(run=str(run), train_seconds=round(train_s), epochs=args.epochs,
-                   iterations=args.epochs * (4000 // cfg.batchSize))
+                   iterations=_iterations(Path(run)))
         results[latent_type] = res
         print(latent_type, json.dumps(res), flush=True)
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / f"result-{latent_type}.json").write_text(json.dumps(res, indent=2))
+
+
+def _iterations(run: Path) -> int:
+    """Training iterations the run logged (the -nVal held-out digits are not trained on)."""
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()
+             if line.strip()]
+    return int(max(steps)) if steps else 0
 
 
 if __name__ == "__main__":
