@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# The CPU recipe of the lrgan fidelity issue: LR-GAN (T = 3, full and legacy pose gradient) and
-# the DCGAN baseline (T = 1) on MNIST-TWO at 32 px, ngf = ndf = 32, batch 64, 3,800 iterations,
-# then the judge's layer metrics and FID (1,000 samples vs 1,000 fresh real canvases).
-# Measured 2026-11-30 on the shared 2-core CPU, one thread per run (figures: ../README.md).
-# The 2026-11-30 runs were stopped and resumed (--resume, larger --max_iters) on the way:
-# 1,200 -> 3,000 -> 3,800 iterations; a resume is exact, so one straight run is the same.
+# The CPU recipe of the lrgan fidelity issue: LR-GAN (T = 3) and the DCGAN baseline (T = 1) on
+# MNIST-TWO at 32 px, ngf = ndf = 32, batch 64, 16,000 iterations each (LR-GAN: ~60 min alone
+# on a 2-core machine with two threads), then the judge's layer metrics and FID of the
+# checkpoints at 4,000-iteration steps (1,000 judged samples; FID of 500 samples against 500
+# fresh real canvases). Measured 2026-11-30 (figures: ../README.md, "Measured").
+# LEGACY=1 adds the run with the 2017 kernel's pose gradient (--legacy_grad).
+# The first (3,800-iteration) recipe of 2026-11-30 ran the three runs side by side with
+# OMP_NUM_THREADS=1 and --max_iters 3800.
 set -euo pipefail
 out=${1:-runs/recipe32}
+iters=${ITERS:-16000}
 common=(--dataset mnist-two --imageSize 32 --ngf 32 --ndf 32 --maxobjscale 2 --epoch_size 12800
-        --niter 100 --max_iters 3800 --manualSeed 1 --device cpu --judge_samples 0)
-export OMP_NUM_THREADS=1
-uv run lrgan-train "${common[@]}" --ntimestep 3 --outf "$out/full" &
-uv run lrgan-train "${common[@]}" --ntimestep 3 --legacy_grad --session 2 --outf "$out/legacy" &
-uv run lrgan-train "${common[@]}" --ntimestep 1 --session 3 --outf "$out/dcgan" &
-wait
-for run in "$out"/full/*/ "$out"/legacy/*/ "$out"/dcgan/*/; do
-    uv run python packages/lrgan/bench/fidelity.py "$run" --fid_samples 1000 --judge_samples 1000
-done
+        --niter 100 --max_iters "$iters" --manualSeed 1 --device cpu --judge_samples 0)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# lrgan-train keeps the newest three checkpoints; keep every 4,000th for the measurements.
+keep() { mkdir -p "$2"; while sleep 20; do cp -n "$1"/*/models/*-0{04,08,12,16}000.pt "$2"/ 2>/dev/null || true; done; }
+keep "$out/lrgan" "$out/keep-lrgan" & keeper=$!
+uv run lrgan-train "${common[@]}" --ntimestep 3 --outf "$out/lrgan"
+if [[ "${LEGACY:-0}" == 1 ]]; then
+    uv run lrgan-train "${common[@]}" --ntimestep 3 --legacy_grad --session 2 --outf "$out/legacy"
+fi
+kill $keeper
+keep "$out/dcgan" "$out/keep-dcgan" & keeper=$!
+uv run lrgan-train "${common[@]}" --ntimestep 1 --session 3 --outf "$out/dcgan"
+kill $keeper
+cp -n "$out"/lrgan/*/models/*.pt "$out/keep-lrgan/"; cp -n "$out"/dcgan/*/models/*.pt "$out/keep-dcgan/"
+fidelity=packages/lrgan/bench/fidelity.py
+uv run python $fidelity "$out"/keep-lrgan/*.pt --fid_samples 0 --judge_samples 1000
+uv run python $fidelity "$out"/keep-lrgan/*-0{08,16}000.pt "$out"/keep-dcgan/*-0{08,16}000.pt \
+    --fid_samples 500 --judge_samples 0

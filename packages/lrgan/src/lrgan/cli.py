@@ -131,19 +131,20 @@ def main(**flags) -> None:
     \b
     Examples:
       lrgan-train --dataset mnist-two --ntimestep 3 --imageSize 32 --ngf 32 --ndf 32 \
-          --maxobjscale 2 --max_iters 1200                # the CPU quick start
+          --maxobjscale 2 --max_iters 2500                # the CPU quick start
       lrgan-train --dataset mnist-two --ntimestep 3 --maxobjscale 2 --niter 50   # the paper
       lrgan-train --dataset mnist-one --ntimestep 2 --imageSize 32 --maxobjscale 1.2
       lrgan-train --dataset cifar10 --dataroot DIR --imageSize 32 --niter 100
       lrgan-train --dataset mnist-two --ntimestep 3 --resume
-      lrgan-train --dataset mnist-two --evaluate --netG RUN/models/mnist-two_s1-001200.pt
+      lrgan-train --dataset mnist-two --evaluate --netG RUN/models/mnist-two_s1-002500.pt
 
     Each run writes <outf>/<NNNNN>-<dataset>_s<session>/ with config.json, stats.jsonl,
     images/ (samples, bgimg, fgimg<t>, fgmask<t>, canvas<t>, final, layers) and models/.
-    Measured on a shared 2-core CPU (one thread, other jobs running): the quick start's
-    32 px, ngf 32 model runs ~1.0-1.5 s/it (1,200 iterations: 20-30 min); the paper's
-    64 px mnist-two model ~11 s/it, so one epoch of 60,000 canvases (937 iterations)
-    takes ~3 hours there: the 50-epoch recipe needs a GPU.
+    Measured on a 2-core CPU: the quick start's 32 px, ngf 32 model runs 4.4-4.75 it/s
+    with two threads and nothing else running (2,500 iterations: ~10 min; 1.0-1.5 s/it
+    with one thread among other jobs); the paper's 64 px mnist-two model ~11 s/it (one
+    thread, shared), so one epoch of 60,000 canvases (937 iterations) takes hours there:
+    the 50-epoch recipe needs a GPU.
     """
     dry_run = flags.pop("dry_run")
     cfg = TrainConfig(**_original_flags(flags))

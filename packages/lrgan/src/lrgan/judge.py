@@ -36,12 +36,18 @@ __all__ = [
     "load_judge",
     "make_negatives",
     "normalise_ink",
+    "shrink",
     "train_judge",
 ]
 
 NOT_A_DIGIT = 10
-JUDGE_VERSION = 5
+JUDGE_VERSION = 6
 INK = 0.25  # a pixel is ink when brighter than this, in [0, 1]
+# Digits are judged at every resolution a layer can have them: training copies are shrunk by
+# these factors first (a 28 px digit box drawn at 8-28 px), and the report measures digits as
+# the 32 px MNIST-TWO canvases draw them (a 28 px box at 9-15 px: factors 0.32-0.54).
+SHRINK = (0.3, 1.0)
+SMALL = (0.32, 0.54)
 
 
 # ---------------------------------------------------------------------------------------
@@ -68,6 +74,22 @@ def normalise_ink(images: torch.Tensor, ink: float = INK) -> torch.Tensor:
                             antialias=side > 20)
         out[i, 0, 4:24, 4:24] = box[0, 0].clamp(0, 1)
     return out * 2 - 1
+
+
+def shrink(images: torch.Tensor, factors: tuple[float, float],
+           rng: np.random.Generator) -> torch.Tensor:
+    """Each image [N, 1, S, S] in [-1, 1] redrawn smaller, as a layer far from the camera:
+    resized (antialiased) by a factor drawn from ``factors`` and centred on a black S x S
+    frame. The judge's :func:`normalise_ink` then scales it up again, blur included."""
+    out = torch.full_like(images, -1.0, dtype=torch.float32)
+    side = images.shape[-1]
+    for i, img in enumerate(images):
+        small = min(side, max(4, round(side * float(rng.uniform(*factors)))))
+        x = F.interpolate(img[None].float(), size=(small, small), mode="bilinear",
+                          antialias=small < side, align_corners=False)
+        at = (side - small) // 2
+        out[i, :, at : at + small, at : at + small] = x[0]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -235,12 +257,14 @@ def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     raw = digits[:, None].float() / 127.5 - 1
-    # Warped copies are normalised like every judged image (the warp comes first, so the
-    # judge never sees resampling blur that the layers do not have).
-    warped = [metrics.random_affine(raw, generator) for _ in range(copies)]
-    positives = normalise_ink(torch.cat([raw, *warped]))
-    positive_labels = labels.repeat(copies + 1)
-    negatives = normalise_ink(make_negatives(digits, max(len(digits), 4000), seed))
+    # Warped copies are normalised like every judged image. Half of the positives and half
+    # of the negatives are drawn at a lower resolution first (as small layers are), so
+    # neither blur nor sharpness is a cue for either class.
+    full = torch.cat([raw] + [metrics.random_affine(raw, generator) for _ in range(copies)])
+    positives = normalise_ink(torch.cat([full, shrink(full, SHRINK, rng)]))
+    positive_labels = labels.repeat(2 * (copies + 1))
+    drawn = make_negatives(digits, max(len(digits), 4000), seed)
+    negatives = normalise_ink(torch.cat([drawn, shrink(drawn, SHRINK, rng)]))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = metrics.DigitCNN(classes=NOT_A_DIGIT + 1)
@@ -270,13 +294,21 @@ def judge_report(judge: Judge, digits: torch.Tensor, labels: torch.Tensor,
     ``digits`` uint8 [N, 28, 28] must not have been seen in training; the negatives are
     drawn from them with ``seed``.
     """
+    rng = np.random.default_rng(seed)
     images = digits[:, None].float() / 127.5 - 1
     judged = judge.judge(images)
-    negatives = judge.judge(make_negatives(digits, 2000, seed))
+    small = judge.judge(shrink(images, SMALL, rng))
+    drawn = make_negatives(digits, 2000, seed)
+    negatives = judge.judge(drawn)
+    small_negatives = judge.judge(shrink(drawn, SMALL, rng))
+    rate = lambda x: x.float().mean().item()  # noqa: E731
     return {
-        "heldout_digit_accuracy": (judged == labels).float().mean().item(),
-        "heldout_digit_rejected": (judged == NOT_A_DIGIT).float().mean().item(),
-        "heldout_negative_false_accept": (negatives != NOT_A_DIGIT).float().mean().item(),
+        "heldout_digit_accuracy": rate(judged == labels),
+        "heldout_digit_rejected": rate(judged == NOT_A_DIGIT),
+        "heldout_negative_false_accept": rate(negatives != NOT_A_DIGIT),
+        # as the 32 px MNIST-TWO canvases draw them (a 28 px box at 9-15 px)
+        "heldout_small_digit_accuracy": rate(small == labels),
+        "heldout_small_negative_false_accept": rate(small_negatives != NOT_A_DIGIT),
         "threshold": judge.threshold,
     }
 
@@ -286,7 +318,9 @@ def _calibrate(model: metrics.DigitCNN, digits: torch.Tensor, seed: int,
     """The lowest threshold at which at most ``max_false_accept`` of calibration negatives
     (drawn from ``digits`` with ``seed``) are accepted."""
     judge = Judge(model)
-    probs = judge.probabilities(make_negatives(digits, 2000, seed))
+    drawn = make_negatives(digits, 2000, seed)
+    small = shrink(drawn, SHRINK, np.random.default_rng(seed))
+    probs = judge.probabilities(torch.cat([drawn, small]))
     conf = torch.where(probs.argmax(1) < NOT_A_DIGIT, probs[:, :NOT_A_DIGIT].amax(1),
                        torch.zeros(len(probs)))
     q = torch.quantile(conf, 1 - max_false_accept).item()
