@@ -56,6 +56,23 @@ def test_train_writes_grids_stats_and_checkpoint(tmp_path):
     assert [p.name for p in (run / "models").iterdir()] == ["mnist-two_s1-000002.pt"]
 
 
+@pytest.mark.parametrize("dataset,nc", [("mnist-one", 1), ("cifar10", 3)])
+def test_other_datasets_train_two_steps(tmp_path, dataset, nc):
+    """Smoke tests of the other embedded recipes: MNIST-ONE with T = 2 and the 20 embedded
+    CIFAR-10 images (the full set needs --dataroot)."""
+    args = [a if a != "mnist-two" else dataset for a in TINY]
+    args[args.index("--ntimestep") + 1] = "2"
+    result = _run(args + ["--max_iters", "2", "--outf", str(tmp_path), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    run = _run_dir(tmp_path)
+    assert list(pd.read_json(run / "stats.jsonl", lines=True)["step"]) == [1, 2]
+    state = torch.load(run / "models" / f"{dataset}_s1-000002.pt", weights_only=False)
+    assert state["config"]["ntimestep"] == 2
+    assert (run / "images" / "fake_samples_000002_trainmode.png").is_file()
+    head = [v for k, v in state["netG"].items() if k.startswith("bg_head") and v.ndim == 4]
+    assert head and head[-1].shape[1] == nc  # grey MNIST, colour CIFAR-10
+
+
 def test_resume_continues_exactly(tmp_path):
     straight, resumed = tmp_path / "a", tmp_path / "b"
     assert _run(TINY + ["--max_iters", "4", "--outf", str(straight)]).exit_code == 0
