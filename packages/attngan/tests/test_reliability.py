@@ -105,24 +105,19 @@ def test_an_unreadable_image_is_skipped(cub_dir, cli_args, trained, tmp_path):
     assert torch.load(run / "checkpoints" / "ckpt-000002.pt", weights_only=False)["step"] == 2
 
 
-def _same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b) >= 2
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
-
 
 @pytest.mark.slow  # two torchrun launches of two gloo ranks: minutes on 2 busy cores
 def test_two_gloo_ranks_train_checkpoint_resume_and_agree(gan, tmp_path):
-    from ganlab_common.testing import two_rank_run
+    from ganlab_common.testing import assert_ranks_agree, two_rank_run
 
     out = tmp_path / "runs"
     first = two_rank_run(tmp_path, "a", "attngan.train", "wrap_model", "attngan.cli:train",
                          gan(out, iters=2))
-    _same(*first)
+    assert_ranks_agree(first)
     (run,) = out.iterdir()
     second = two_rank_run(tmp_path, "b", "attngan.train", "wrap_model", "attngan.cli:train",
                           [*gan(out, iters=4), "--resume"])
-    _same(*second)
+    assert_ranks_agree(second)
     assert list(out.iterdir()) == [run]
     state = torch.load(run / "checkpoints" / "ckpt-000004.pt", weights_only=False)
     assert all(torch.equal(state["netG"][k].cpu(), v) for k, v in second[0][0].items())

@@ -129,24 +129,19 @@ def test_a_full_disk_is_one_error_line_naming_the_file(tmp_path, tiny, monkeypat
     assert not (run / name).exists()
 
 
-def _same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b) >= 1
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
-
 
 @pytest.mark.slow  # two torchrun launches of two gloo ranks: minutes on 2 busy cores
 def test_two_gloo_ranks_train_checkpoint_resume_and_agree(tmp_path, tiny):
-    from ganlab_common.testing import two_rank_run
+    from ganlab_common.testing import assert_ranks_agree, two_rank_run
 
     args = [*BASE, *tiny, "-save", tmp_path / "runs", "-batchSize", 4]
     first = two_rank_run(tmp_path, "a", "crvae.train", "build_models", "crvae.cli:train_main",
                          [*args, "-nEpochs", 1])
-    _same(*first)
+    assert_ranks_agree(first, modules=1)
     (run,) = (tmp_path / "runs").iterdir()
     second = two_rank_run(tmp_path, "b", "crvae.train", "build_models", "crvae.cli:train_main",
                           [*args, "-nEpochs", 2, "-resume"])
-    _same(*second)
+    assert_ranks_agree(second, modules=1)
     assert list((tmp_path / "runs").iterdir()) == [run]
     state = torch.load(run / "checkpoints" / "ckpt-000004.pt", weights_only=False)
     assert all(torch.equal(state["G"][k].cpu(), v) for k, v in second[0][0].items())

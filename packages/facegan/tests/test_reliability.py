@@ -102,23 +102,18 @@ def test_an_unreadable_image_in_the_folder_is_skipped(tiny_train, tmp_path):
     assert state["epoch"] == 1
 
 
-def _same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b) >= 2
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
-
 
 @pytest.mark.slow  # two torchrun launches of two gloo ranks: minutes on 2 busy cores
 def test_two_gloo_ranks_train_checkpoint_resume_and_agree(tiny_train, tmp_path):
-    from ganlab_common.testing import two_rank_run
+    from ganlab_common.testing import assert_ranks_agree, two_rank_run
 
     args = [*tiny_train, "--save", tmp_path / "runs", "--device", "cpu"]
     first = two_rank_run(tmp_path, "a", "facegan.train", "wrap_model", "facegan.cli:train",
                          [*args, "--epochs", "1"])
-    _same(*first)
+    assert_ranks_agree(first)
     second = two_rank_run(tmp_path, "b", "facegan.train", "wrap_model", "facegan.cli:train",
                           [*args, "--epochs", "2", "--resume"])
-    _same(*second)
+    assert_ranks_agree(second)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [RUN]
     state = torch.load(sorted((tmp_path / "runs" / RUN / "checkpoints").glob("*.pt"))[-1],
                        weights_only=False)

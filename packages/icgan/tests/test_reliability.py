@@ -95,25 +95,20 @@ def test_a_non_finite_loss_stops_naming_the_iteration(cli, tiny, tmp_path, monke
     assert saved == ["gan-000001.pt", "gan-000002.pt"]  # nothing of iteration 3
 
 
-def _same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b) >= 2
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
-
 
 @pytest.mark.slow  # two torchrun launches of two gloo ranks: minutes on 2 busy cores
 def test_two_gloo_ranks_train_checkpoint_resume_and_agree(tiny, tmp_path):
-    from ganlab_common.testing import two_rank_run
+    from ganlab_common.testing import assert_ranks_agree, two_rank_run
 
     args = [*tiny, "--stage", "gan", "--outdir", tmp_path / "runs"]
     first = two_rank_run(tmp_path, "a", "icgan.train", "wrap_model", "icgan.cli:train_command",
                          args)
-    _same(*first)
+    assert_ranks_agree(first)
     (run,) = (tmp_path / "runs").iterdir()
     args[args.index("--niter") + 1] = "2"
     second = two_rank_run(tmp_path, "b", "icgan.train", "wrap_model", "icgan.cli:train_command",
                           [*args, "--resume"])
-    _same(*second)
+    assert_ranks_agree(second)
     assert list((tmp_path / "runs").iterdir()) == [run]
     ckpts = sorted((run / "gan" / "checkpoints").glob("gan-*.pt"))
     state = torch.load(ckpts[-1], weights_only=False)

@@ -7,19 +7,12 @@ import json
 import pytest
 import torch
 
-from ganlab_common.testing import two_rank_run
+from ganlab_common.testing import assert_ranks_agree, two_rank_run
 
 TINY = ["--dataset", "mnist-two", "--ntimestep", "2", "--imageSize", "32", "--nz", "8",
         "--ngf", "4", "--ndf", "4", "--batchSize", "4", "--manualSeed", "3", "--device", "cpu",
         "--maxobjscale", "2", "--max_images", "32", "--judge_samples", "0", "--workers", "0"]
 
-
-def _same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b) >= 2  # netG and netD
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for name in x:
-            assert torch.equal(x[name], y[name]), name
 
 
 @pytest.mark.slow  # two torchrun launches of two ranks each: about a minute on 2 busy cores
@@ -28,13 +21,13 @@ def test_two_gloo_ranks_train_checkpoint_resume_and_agree(tmp_path):
     args = [*TINY, "--outf", out]
     first = two_rank_run(tmp_path, "a", "lrgan.train", "wrap_model", "lrgan.cli:main",
                          [*args, "--max_iters", "2"])
-    _same(*first)
+    assert_ranks_agree(first)
     (run,) = [p for p in out.iterdir() if p.is_dir()]
     ckpts = sorted((run / "models").glob("*.pt"))
     assert ckpts and ckpts[-1].name.endswith("-000002.pt")
     second = two_rank_run(tmp_path, "b", "lrgan.train", "wrap_model", "lrgan.cli:main",
                           [*args, "--max_iters", "4", "--resume"])
-    _same(*second)
+    assert_ranks_agree(second)
     assert [p for p in out.iterdir() if p.is_dir()] == [run]  # resumed in place
     state = torch.load(sorted((run / "models").glob("*.pt"))[-1], weights_only=False)
     assert state["step"] == 4

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-__all__ = ["assert_one_line_error", "one_torch_thread", "two_rank_run"]
+__all__ = ["assert_one_line_error", "assert_ranks_agree", "one_torch_thread", "two_rank_run"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -102,3 +102,14 @@ def two_rank_run(
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return [torch.load(out / f"{tag}-rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def assert_ranks_agree(ranks: list[list[dict]], modules: int = 2) -> None:
+    """The parameters :func:`two_rank_run` captured are identical on both ranks, for at least
+    ``modules`` modules (e.g. 2: G and D)."""
+    first, second = ranks
+    assert len(first) == len(second) >= modules
+    for x, y in zip(first, second):
+        assert x.keys() == y.keys()
+        for name in x:
+            assert torch.equal(x[name], y[name]), name
