@@ -27,5 +27,5 @@ kill $keeper
 cp -n "$out"/lrgan/*/models/*.pt "$out/keep-lrgan/"; cp -n "$out"/dcgan/*/models/*.pt "$out/keep-dcgan/"
 fidelity=packages/lrgan/bench/fidelity.py
 uv run python $fidelity "$out"/keep-lrgan/*.pt --fid_samples 0 --judge_samples 1000
-uv run python $fidelity "$out"/keep-lrgan/*-0{08,16}000.pt "$out"/keep-dcgan/*-0{08,16}000.pt \
+uv run python $fidelity "$out"/keep-lrgan/*-0{08,12,16}000.pt "$out"/keep-dcgan/*-0{08,12,16}000.pt \
     --fid_samples 500 --judge_samples 0
