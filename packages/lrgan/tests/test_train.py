@@ -13,6 +13,7 @@ from lrgan.cli import main
 from lrgan.data import load_dataset, make_mnist_canvas
 from lrgan.models import Generator, clamp_pose
 from lrgan.ops import select_stnm
+from lrgan.train import BEST_JUDGED, TrainConfig, learning_rate
 
 TINY = ["--dataset", "mnist-two", "--ntimestep", "3", "--imageSize", "32", "--nz", "8",
         "--ngf", "8", "--ndf", "8", "--batchSize", "8", "--manualSeed", "3", "--device", "cpu",
@@ -75,15 +76,40 @@ def test_other_datasets_train_two_steps(tmp_path, dataset, nc):
 
 def test_resume_continues_exactly(tmp_path):
     straight, resumed = tmp_path / "a", tmp_path / "b"
-    assert _run(TINY + ["--max_iters", "4", "--outf", str(straight)]).exit_code == 0
-    assert _run(TINY + ["--max_iters", "2", "--outf", str(resumed)]).exit_code == 0
+    decay = ["--lr_decay_start", "1"]  # the schedule is a function of the step: resumes too
+    assert _run(TINY + decay + ["--max_iters", "4", "--outf", str(straight)]).exit_code == 0
+    assert _run(TINY + decay + ["--max_iters", "2", "--outf", str(resumed)]).exit_code == 0
     result = _run(TINY + ["--max_iters", "4", "--outf", str(resumed), "--resume"])
     assert result.exit_code == 0 and "resumed" in result.output
     a = pd.read_json(_run_dir(straight) / "stats.jsonl", lines=True)
     b = pd.read_json(_run_dir(resumed) / "stats.jsonl", lines=True)
     assert list(b["step"]) == [1, 2, 3, 4]
-    for col in ["loss_D", "loss_G"]:
+    for col in ["loss_D", "loss_G", "lr"]:
         assert a[col].tolist() == pytest.approx(b[col].tolist(), rel=1e-5, abs=1e-6)
+
+
+def test_lr_decay_is_linear_from_its_start():
+    cfg = TrainConfig(lr=1e-3, lr_decay_start=6)
+    rates = [learning_rate(cfg, step, 10) for step in range(10)]
+    assert rates[:7] == [1e-3] * 7
+    assert rates[6:] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert learning_rate(TrainConfig(lr=1e-3), 9, 10) == 1e-3  # the original: constant
+
+
+def test_best_judged_checkpoint_is_the_best_epoch(tmp_path, untrained_judge):
+    # 16 canvases of batch 8: an epoch is 2 iterations, judged at its end
+    result = _run(TINY + ["--max_iters", "6", "--epoch_size", "16", "--outf", str(tmp_path),
+                          "--judge_samples", "8"])
+    assert result.exit_code == 0, result.output
+    run = _run_dir(tmp_path)
+    stats = pd.read_json(run / "stats.jsonl", lines=True).dropna(subset=["judge_fg_one_digit"])
+    assert list(stats["step"]) == [2, 4, 6]
+    scores = stats["judge_fg_one_digit"].tolist()
+    assert stats["judge_best_fg_one_digit"].tolist() == [max(scores[: i + 1]) for i in range(3)]
+    best = torch.load(run / "models" / BEST_JUDGED, weights_only=False)
+    assert best["judge_fg_one_digit"] == max(scores)
+    assert best["step"] == int(stats["step"].iloc[scores.index(max(scores))])
+    assert set(best) >= {"netG", "netD", "config"}
 
 
 def test_evaluate_writes_decomposition_and_metrics(tmp_path, untrained_judge):

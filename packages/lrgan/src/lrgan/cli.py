@@ -71,6 +71,10 @@ from .train import TrainConfig, train
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=2e-4,
               show_default=True)
 @click.option("--beta1", type=FiniteFloat(0, 1), default=0.5, show_default=True)
+@click.option("--lr_decay_start", "--lr-decay-start", "lr_decay_start",
+              type=click.IntRange(min=0), default=None,
+              help="Not in the original (constant --lr): from this iteration on, both learning "
+                   "rates fall linearly to 0 at the last one (--niter or --max_iters).")
 @click.option("--manualSeed", "--manual-seed", "manualSeed", type=SEED, default=None,
               help="Seed (random when not given; recorded in config.json).")
 @device_option()

@@ -15,6 +15,7 @@ from torch.utils.data import TensorDataset
 
 from ganlab_common import metrics
 from ganlab_common.checkpoint import (
+    atomic_save,
     load_checkpoint,
     load_state_dicts,
     state_dicts,
@@ -69,6 +70,7 @@ class TrainConfig:
     evaluate: bool = False
     lr: float = 2e-4
     beta1: float = 0.5
+    lr_decay_start: int | None = None  # linear decay to 0 from this iteration (original: none)
     netG: str = ""  # noqa: N815
     netD: str = ""  # noqa: N815
     outf: str = "."
@@ -98,7 +100,8 @@ class TrainConfig:
 
 # Flags a resumed run may change (everything else keeps the value the run started with).
 RESUME_CHANGEABLE = ("niter", "max_iters", "device", "stnm", "workers", "resume", "keep",
-                     "judge_samples", "fid_samples", "amp", "netG", "netD")
+                     "judge_samples", "fid_samples", "amp", "netG", "netD", "lr_decay_start")
+BEST_JUDGED = "best_judged.pt"  # in the checkpoint folder: the epoch whose layers judged best
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,11 +275,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
                     ckpt_keep=cfg.keep, checkpoints=cfg.outmodelf, ckpt_prefix=cfg.run_name)
     ckpts = run.checkpoints
     objects = {"netG": netG, "optG": optG, "netD": netD, "optD": optD}
-    step = 0
+    step, best = 0, -1.0
     if point is not None:
         state = ckpts.load_latest(map_location=ctx.device)
         load_state_dicts(objects, state, source=str(ckpts.loaded_path))
-        step = state["step"]
+        step, best = state["step"], float(state.get("best_judged", -1.0))
         run.truncate_stats(step)
         print(f"resumed {run.dir} at iteration {step}")
     per_epoch = len(loader)
@@ -296,6 +299,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
         if isinstance(dataset, MnistCanvases):
             dataset.set_epoch(epoch)
         for real, _ in itertools.islice(loader, skip, None):
+            _set_lr((optG, optD), learning_rate(cfg, step, total))
             stats = _train_step(netG, netD, optG, optD, real.to(ctx.device), ctx, cfg.amp)
             step += 1
             check_finite_losses(step, {k: stats[k] for k in ("loss_D", "loss_G")}, ctx)
@@ -305,6 +309,14 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
             if (epoch_done or step == total) and wants_judge:
                 judge = judge or load_judge()  # trained and cached on first use
                 stats.update(_judge_generator(unwrap(netG), judge, cfg, seed))
+                if stats["judge_fg_one_digit"] > best:
+                    best = stats["judge_fg_one_digit"]
+                    _save_best(run, cfg, {**state_dicts(objects), "config": asdict(cfg),
+                                          "epoch": epoch, "step": step,
+                                          "judge_fg_one_digit": best})
+                stats["judge_best_fg_one_digit"] = best
+            if cfg.lr_decay_start is not None:
+                stats["lr"] = optG.param_groups[0]["lr"]
             run.log(step, epoch=epoch, **stats)
             if step % checkfreq == 0 or epoch_done or step == total:
                 layers = generate_layers(unwrap(netG), fixed_z, cfg.sample_mode)
@@ -314,7 +326,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
                     save_decomposition(run, layers, cfg.outimgf, tag + mode)
                 if run.is_main:
                     ckpts.save(step, {**state_dicts(objects), "config": asdict(cfg),
-                                      "epoch": epoch})
+                                      "epoch": epoch, "best_judged": best})
             if step >= total:
                 break
     bar.close()
@@ -322,6 +334,31 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
     run.plot_losses(["loss_D", "loss_G"])
     run.close()
     return run
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """``--lr`` for iteration ``step`` (0-based) of ``total``: constant as in the original,
+    or with ``--lr_decay_start`` falling linearly to 0 at the last iteration."""
+    start = cfg.lr_decay_start
+    if start is None or step < start or total <= start:
+        return cfg.lr
+    return cfg.lr * (total - step) / (total - start)
+
+
+def _set_lr(optimizers, lr: float) -> None:
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
+def _save_best(run: Run, cfg: TrainConfig, state: dict) -> None:
+    """``models/best_judged.pt``: the checkpoint of the epoch whose foreground layers the
+    judge accepted most often (picked on the per-epoch samples; measure it on others)."""
+    if not run.is_main:
+        return
+    path = run.dir / cfg.outmodelf / BEST_JUDGED
+    with run._writing(path, "cannot write the checkpoint of the best-judged epoch"):
+        atomic_save(state, path)
 
 
 def _wants_judge(cfg: TrainConfig) -> bool:
