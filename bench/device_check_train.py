@@ -345,6 +345,9 @@ def run_case(case: Case, runner: Runner, share: float) -> tuple[list[dict], list
     if runner.device.type == "cpu" and not runner.dry_run:  # the CPU baseline (CPU_IT_S)
         found = {"fp32": []}
         notes = [f"{case.name}: CPU baseline, fp32 only (--amp is a no-op on CPU)"]
+    if runner.dry_run and found.pop("compile", None) is not None:
+        notes.append(f"{case.name} compile: not run in the dry run (inductor takes a minute "
+                     "on the CPU; the slow test -k compiled_training_matches_eager covers it)")
     extra = case.prepare(runner, folder, runner.dry_run) if case.prepare else []
     extra += supported(case.if_supported, options)
     n = iterations(case, runner)

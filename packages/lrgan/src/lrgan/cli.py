@@ -79,6 +79,10 @@ from .train import TrainConfig, train
               help="Seed (random when not given; recorded in config.json).")
 @device_option()
 @amp_option()
+@click.option("--compile", "compile", is_flag=True,
+              help="torch.compile G's and D's forward (new): ~40-50 s of compiling first; on "
+                   "the 2-core CPU the 32 px T = 3 recipe's step got 8% faster, DCGAN (T = 1) "
+                   "not at all (packages/lrgan/bench/dcgan_speed.py).")
 @click.option("--sample_mode", "--sample-mode", "sample_mode", type=click.Choice(["train", "eval"]),
               default="train", show_default=True,
               help="BatchNorm mode for sample grids and metrics: train (batch statistics, as "
