@@ -3,10 +3,9 @@
 # is lost"): the DAMSM of digits_cpu.sh, then bench/digit_chain.py on it (link 1: text and
 # image encoders), on G's first stage trained alone (TREE.BRANCH_NUM 1, one 64 px stage;
 # links 2-3) and on the 2-stage (32 -> 64 px) recipe of digits_cpu.sh (links 2-4), both
-# ITERS iterations. Estimated from smoke runs (one torch thread, nice 19, a shared 2-core
-# CPU): about 8 + 1 + 14 + 1.5 + 16 + 1.5 min. Not yet run end to end: on 2026-11-30 the
-# CPU was taken by other jobs and the DAMSM was stopped at iteration 1,601 of 1,875; link 1 was
-# measured on its epoch-10 checkpoint (README "Where the digit word is lost").
+# ITERS iterations. Run end to end on 2026-11-30 (evening): 55 min at one torch thread next to
+# two other one-thread jobs on a 2-core CPU (DAMSM 16 min, one-stage G 11, 2-stage G 14, probes
+# ~1 min each); results in ../README.md, "Where the digit word is lost".
 # Usage: packages/attngan/bench/digit_chain.sh [OUTDIR] [ITERS]
 set -euo pipefail
 out="${1:-output/digit-chain}"
