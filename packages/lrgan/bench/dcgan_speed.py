@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ganlab_common.distributed import setup_distributed
-from lrgan.train import TrainConfig, _train_step, build_models
+from lrgan.train import TrainConfig, _train_step, build_models, compile_forward
 
 
 def _dcgan_g(nz: int, ngf: int, nc: int, size: int) -> nn.Sequential:
@@ -96,8 +96,7 @@ def _variant(kind: str, cfg: TrainConfig, iters: int, warmup: int) -> dict:
     else:
         ctx = setup_distributed("cpu")
         if kind.endswith("compile"):
-            netG.forward = torch.compile(netG.forward)
-            netD.forward = torch.compile(netD.forward)
+            compile_forward(netG, netD)  # what lrgan-train --compile does
         step = lambda: _train_step(netG, netD, optG, optD, real, ctx, False)  # noqa: E731
     median, warm = _time(step, iters, warmup)
     return {"variant": kind, "ntimestep": cfg.ntimestep, "imageSize": cfg.imageSize,
