@@ -475,3 +475,21 @@ def test_plot_losses_on_a_full_disk_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "write_text", full)
     with pytest.raises(UserError, match=r"loss_curves.txt: cannot write .*No space left.*kept:"):
         run.plot_losses()
+
+
+def test_save_state_writes_atomically_or_fails_in_one_line(tmp_path, monkeypatch):
+    from ganlab_common import runs as runs_module
+
+    run = Run.start(tmp_path, "demo", {"lr": 1})
+    path = run.save_state(run.dir / "best.pt", {"a": 1}, "cannot write the best")
+    assert torch.load(path, weights_only=False) == {"a": 1}
+
+    def full(obj, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs_module, "atomic_save", full)
+    with pytest.raises(UserError) as err:
+        run.save_state(run.dir / "best.pt", {"a": 2}, "cannot write the best")
+    assert str(err.value).startswith(f"{run.dir / 'best.pt'}: cannot write the best (No space")
+    assert "; kept: " in str(err.value)
+    assert torch.load(path, weights_only=False) == {"a": 1}  # the old file is untouched

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from crvae import train as train_module
 from crvae.cli import sample_main, train_main
+from ganlab_common import runs as runs_module
 from ganlab_common.testing import assert_one_line_error
 
 BASE = ["-dataset", "mnist", "-latentType", "lstm", "-alpha", "1e-3"]
@@ -116,8 +117,8 @@ def test_a_full_disk_is_one_error_line_naming_the_file(tmp_path, tiny, monkeypat
         if Path(path).name == name:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    real_save, real_write = train_module.atomic_save, Path.write_text
-    monkeypatch.setattr(train_module, "atomic_save",
+    real_save, real_write = runs_module.atomic_save, Path.write_text
+    monkeypatch.setattr(runs_module, "atomic_save",  # Run.save_state writes best.pt, snapshots
                         lambda obj, path: full(path) or real_save(obj, path))
     monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: full(self) or
                         real_write(self, *a, **k))  # fmt: skip

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointManager
+from .checkpoint import CheckpointManager, atomic_save
 from .errors import UserError
 from .images import save_grid
 
@@ -347,6 +347,14 @@ class Run:
         newest = self.checkpoints.latest()
         kept = f"; kept: {newest}" if newest else f"; kept: {self.dir} (no checkpoint yet)"
         return _writing(path, what, kept)
+
+    def save_state(self, path: str | os.PathLike, state: Any, what: str) -> Path:
+        """``atomic_save`` ``state`` to ``path`` (a checkpoint beside the rotating ones, e.g.
+        the best epoch's); a failed write is one UserError line: ``path``, ``what``, what the
+        run kept."""
+        path = Path(path)
+        with self._writing(path, what):
+            return atomic_save(state, path)
 
     def write_config(self, config: Any) -> None:
         if self.is_main:

@@ -28,7 +28,6 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from ganlab_common.checkpoint import (
-    atomic_save,
     load_checkpoint,
     load_state_dicts,
     restore_rng_state,
@@ -547,17 +546,15 @@ def _end_of_epoch(tr: Trainer, run: Run, epoch: int, it: int, best: float, grid,
         if nll < best:
             best = nll
             if run.is_main:
-                path = run.dir / "best.pt"
-                with run._writing(path, "cannot write the checkpoint of the best NLL"):
-                    atomic_save(_state(tr, epoch, it, best), path)
+                run.save_state(run.dir / "best.pt", _state(tr, epoch, it, best),
+                               "cannot write the checkpoint of the best NLL")
         scalars["best_nll"] = best
     run.log(it, **scalars)
     if run.is_main:
         run.checkpoints.save(it, _state(tr, epoch, it, best))
         if cfg.epochStep > 0 and epoch % cfg.epochStep == 0:
-            path = run.dir / f"snapshot-e{epoch:03d}.pt"
-            with run._writing(path, f"cannot write the snapshot of epoch {epoch}"):
-                atomic_save(_state(tr, epoch, it, best), path)
+            run.save_state(run.dir / f"snapshot-e{epoch:03d}.pt", _state(tr, epoch, it, best),
+                           f"cannot write the snapshot of epoch {epoch}")
     tr.train_mode(True)
     return best
 

@@ -15,7 +15,6 @@ from torch.utils.data import TensorDataset
 
 from ganlab_common import metrics
 from ganlab_common.checkpoint import (
-    atomic_save,
     load_checkpoint,
     load_state_dicts,
     state_dicts,
@@ -315,9 +314,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
                 stats.update(_judge_generator(unwrap(netG), judge, cfg, seed))
                 if stats["judge_fg_one_digit"] > best:
                     best = stats["judge_fg_one_digit"]
-                    _save_best(run, cfg, {**state_dicts(objects), "config": asdict(cfg),
-                                          "epoch": epoch, "step": step,
-                                          "judge_fg_one_digit": best})
+                    if run.is_main:
+                        run.save_state(run.dir / cfg.outmodelf / BEST_JUDGED,
+                                       {**_state(objects, cfg, epoch, best), "step": step,
+                                        "judge_fg_one_digit": best},
+                                       "cannot write the checkpoint of the best-judged epoch")
                 stats["judge_best_fg_one_digit"] = best
             if cfg.lr_decay_start is not None:
                 stats["lr"] = optG.param_groups[0]["lr"]
@@ -329,8 +330,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
                 if epoch_done or step == total:
                     save_decomposition(run, layers, cfg.outimgf, tag + mode)
                 if run.is_main:
-                    ckpts.save(step, {**state_dicts(objects), "config": asdict(cfg),
-                                      "epoch": epoch, "best_judged": best})
+                    ckpts.save(step, _state(objects, cfg, epoch, best))
             if step >= total:
                 break
     bar.close()
@@ -363,14 +363,10 @@ def _set_lr(optimizers, lr: float) -> None:
             group["lr"] = lr
 
 
-def _save_best(run: Run, cfg: TrainConfig, state: dict) -> None:
-    """``models/best_judged.pt``: the checkpoint of the epoch whose foreground layers the
-    judge accepted most often (picked on the per-epoch samples; measure it on others)."""
-    if not run.is_main:
-        return
-    path = run.dir / cfg.outmodelf / BEST_JUDGED
-    with run._writing(path, "cannot write the checkpoint of the best-judged epoch"):
-        atomic_save(state, path)
+def _state(objects: dict, cfg: TrainConfig, epoch: int, best: float) -> dict:
+    """What a checkpoint holds: the networks and optimisers, the flags, the epoch and the
+    best per-epoch ``judge_fg_one_digit`` so far (``best_judged.pt`` holds that epoch's)."""
+    return {**state_dicts(objects), "config": asdict(cfg), "epoch": epoch, "best_judged": best}
 
 
 def _wants_judge(cfg: TrainConfig) -> bool:
