@@ -132,7 +132,8 @@ def text_links(text_encoder, vocab, data: dict, count: int | None) -> dict:
         single = labels_of(scenes, owner, 0, 1)
         left, right = labels_of(scenes, owner, 0, 2), labels_of(scenes, owner, 1, 2)
         sent, word = encode_text(text_encoder, ids, lens, tables, single)
-        data[split] = dict(sent=sent, word=word, single=single, left=left, right=right)
+        data[split] = dict(sent=sent, word=word, single=single, left=left, right=right,
+                           ids=ids, lens=lens)
     tr, te = data["train"], data["test"]
     for name, key in (("text_sentence", "sent"), ("text_digit_word", "word")):
         a, b = tr["single"] >= 0, te["single"] >= 0
@@ -144,10 +145,8 @@ def text_links(text_encoder, vocab, data: dict, count: int | None) -> dict:
         len(vocab), ninput=text_encoder.ninput, nhidden=2 * text_encoder.nhidden,
         rnn_type=text_encoder.rnn_type,
     ).eval()  # fmt: skip
-    sents = {}
-    for split in ("train", "test"):
-        ids, lens, _, _ = captions_of(split, vocab, count)
-        sents[split] = encode_text(random_encoder, ids, lens, tables, data[split]["single"])[0]
+    sents = {split: encode_text(random_encoder, d["ids"], d["lens"], tables, d["single"])[0]
+             for split, d in data.items()}
     a, b = tr["single"] >= 0, te["single"] >= 0
     out["text_sentence_untrained"] = probe(
         sents["train"][a], tr["single"][a], sents["test"][b], te["single"][b]
