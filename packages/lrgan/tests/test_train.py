@@ -96,6 +96,14 @@ def test_lr_decay_is_linear_from_its_start():
     assert learning_rate(TrainConfig(lr=1e-3), 9, 10) == 1e-3  # the original: constant
 
 
+def test_lr_decay_start_never_reached_is_one_line_error(tmp_path):
+    result = _run(TINY + ["--lr_decay_start", "4", "--max_iters", "4", "--outf", str(tmp_path)])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert "--lr_decay_start" in errors[0] and "4" in errors[0]
+    assert not list(tmp_path.iterdir())  # checked before the run folder is made
+
+
 def test_best_judged_checkpoint_is_the_best_epoch(tmp_path, untrained_judge):
     # 16 canvases of batch 8: an epoch is 2 iterations, judged at its end
     result = _run(TINY + ["--max_iters", "6", "--epoch_size", "16", "--outf", str(tmp_path),

@@ -263,6 +263,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
     in_memory = isinstance(dataset, (TensorDataset, MnistCanvases))
     loader = make_dataloader(dataset, cfg.batchSize, ctx, workers=0 if in_memory else cfg.workers,
                              seed=seed)
+    per_epoch = len(loader)
+    total = total_iterations(cfg, per_epoch)
     netG, netD = build_models(cfg, ctx.device)
     if cfg.netG:
         _load_weights(netG, cfg.netG, "netG", "--netG")
@@ -285,10 +287,6 @@ def _train(cfg: TrainConfig, ctx: DistContext, checkfreq: int,
         step, best = state["step"], float(state.get("best_judged", -1.0))
         run.truncate_stats(step)
         print(f"resumed {run.dir} at iteration {step}")
-    per_epoch = len(loader)
-    total = cfg.niter * per_epoch
-    if cfg.max_iters is not None:
-        total = min(total, cfg.max_iters)
     fixed_z = _fixed_noise(unwrap(netG), seed).to(ctx.device)
     judge, wants_judge = None, _wants_judge(cfg)
     mode = f"_{cfg.sample_mode}mode"  # the BatchNorm mode of every grid, in its name
@@ -346,6 +344,19 @@ def compile_forward(*modules: nn.Module) -> None:
     runs eagerly)."""
     for module in modules:
         module.forward = torch.compile(module.forward)
+
+
+def total_iterations(cfg: TrainConfig, per_epoch: int) -> int:
+    """Iterations of the whole run (``--niter`` epochs, capped by ``--max_iters``); a
+    ``--lr_decay_start`` the run never reaches is an error, not a silently constant rate."""
+    total = cfg.niter * per_epoch
+    if cfg.max_iters is not None:
+        total = min(total, cfg.max_iters)
+    if cfg.lr_decay_start is not None and cfg.lr_decay_start >= total:
+        raise UserError(f"--lr_decay_start: {cfg.lr_decay_start} is not before the run's last "
+                        f"iteration ({total} = --niter x {per_epoch} iterations per epoch, "
+                        "or --max_iters); the learning rate would never decay")
+    return total
 
 
 def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
