@@ -252,7 +252,7 @@ class Judge:
 
 
 def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps: int = 4000,
-                batch_size: int = 128, copies: int = 2) -> metrics.DigitCNN:
+                batch_size: int = 128, copies: int = 2, width: int = 16) -> metrics.DigitCNN:
     """Train the 11-class CNN on ``digits`` (uint8 [N, 28, 28]) and drawn negatives."""
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -267,7 +267,7 @@ def train_judge(digits: torch.Tensor, labels: torch.Tensor, seed: int = 0, steps
     negatives = normalise_ink(torch.cat([drawn, shrink(drawn, SHRINK, rng)]))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = metrics.DigitCNN(classes=NOT_A_DIGIT + 1)
+        model = metrics.DigitCNN(width=width, classes=NOT_A_DIGIT + 1)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
         model.train()

@@ -1,0 +1,68 @@
+"""Train a judge candidate exactly as ``lrgan.judge.load_judge`` trains the judge (the same
+digits, negatives, calibration and held-out report), with another width or step count, and
+print its held-out report plus, per kind of held-out negative, the share accepted as a digit.
+With no options it measures the judge in the cache (``--cached``).
+
+    uv run python packages/lrgan/bench/judge_candidate.py --width 32 --steps 10000   # ~40 min
+    uv run python packages/lrgan/bench/judge_candidate.py --cached                   # judge v6
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+import torch
+
+from ganlab_common.data import MNIST
+from lrgan.judge import (
+    JUDGE_VERSION,
+    NOT_A_DIGIT,
+    Judge,
+    _calibrate,
+    judge_report,
+    load_judge,
+    make_negatives,
+    train_judge,
+)
+
+KINDS = ["noise", "patch", "two digits", "half digit", "blob", "digit on box", "speckled digit"]
+
+
+def accepted_by_kind(judge: Judge, digits: torch.Tensor, seed: int = 201) -> dict[str, float]:
+    """Share of each kind of held-out negative (drawn from ``digits``) judged a digit."""
+    drawn = make_negatives(digits, 7 * 300, seed)  # make_negatives cycles through the kinds
+    judged = judge.judge(drawn)
+    return {kind: (judged[k::len(KINDS)] != NOT_A_DIGIT).float().mean().item()
+            for k, kind in enumerate(KINDS)}
+
+
+@click.command()
+@click.option("--width", type=int, default=16, show_default=True)
+@click.option("--steps", type=int, default=4000, show_default=True)
+@click.option("--copies", type=int, default=2, show_default=True)
+@click.option("--cached", is_flag=True, help="Measure the cached judge instead of training one.")
+@click.option("--threads", type=int, default=1, show_default=True)
+def main(width: int, steps: int, copies: int, cached: bool, threads: int) -> None:
+    torch.set_num_threads(threads)
+    start = time.time()
+    test = MNIST(split="test")
+    if cached:
+        judge = load_judge()
+    else:
+        train = MNIST(split="train")
+        calib = torch.arange(len(train)) % 8 == 7  # as load_judge
+        model = train_judge(train.data[~calib], train.targets[~calib], 0, steps=steps,
+                            copies=copies, width=width)
+        judge = Judge(model, _calibrate(model, train.data[calib], 100))
+        judge.report = judge_report(judge, test.data, test.targets, 200)
+    what = {"cached_judge_version": JUDGE_VERSION} if cached else {
+        "width": width, "steps": steps, "copies": copies}
+    print(json.dumps({**what,
+                      "seconds": round(time.time() - start), **judge.report,
+                      "heldout_negatives_accepted_by_kind": accepted_by_kind(judge, test.data)}))
+
+
+if __name__ == "__main__":
+    main()
