@@ -19,6 +19,7 @@ import pandas as pd
 
 from ganlab_common.checkpoint import load_checkpoint
 from ganlab_common.runs import resolve_device
+from lrgan.judge import read_judge
 from lrgan.train import TrainConfig, build_models, evaluation_metrics
 
 
@@ -53,8 +54,12 @@ def _speed(run_dir: Path) -> dict[str, float]:
               show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-def main(paths, fid_samples, judge_samples, sample_mode, device, seed):
+@click.option("--judge_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Judge the layers with this judge (bench/judge_candidate.py --save) "
+                   "instead of the cached one.")
+def main(paths, fid_samples, judge_samples, sample_mode, device, seed, judge_file):
     dev = resolve_device(device)
+    judge = read_judge(judge_file) if judge_file else None
     for path in paths:
         ckpt = _checkpoint(path)
         state = load_checkpoint(ckpt, flag="checkpoint")
@@ -64,7 +69,7 @@ def main(paths, fid_samples, judge_samples, sample_mode, device, seed):
         netG.load_state_dict(state["netG"])
         result = {"checkpoint": str(ckpt), "step": state["step"], "ntimestep": cfg.ntimestep,
                   "legacy_grad": cfg.legacy_grad, **_speed(ckpt.parent.parent),
-                  **evaluation_metrics(netG.to(dev), cfg, seed, str(dev))}
+                  **evaluation_metrics(netG.to(dev), cfg, seed, str(dev), judge)}
         click.echo(json.dumps(result))
 
 

@@ -3,7 +3,8 @@ digits, negatives, calibration and held-out report), with another width or step 
 print its held-out report plus, per kind of held-out negative, the share accepted as a digit.
 With no options it measures the judge in the cache (``--cached``).
 
-    uv run python packages/lrgan/bench/judge_candidate.py --width 32 --steps 10000   # ~40 min
+    uv run python packages/lrgan/bench/judge_candidate.py --width 32 --steps 10000 \
+        --save judge_w32.pt                                                        # ~40 min
     uv run python packages/lrgan/bench/judge_candidate.py --cached                   # judge v6
 """
 
@@ -24,6 +25,7 @@ from lrgan.judge import (
     judge_report,
     load_judge,
     make_negatives,
+    save_judge,
     train_judge,
 )
 
@@ -44,7 +46,10 @@ def accepted_by_kind(judge: Judge, digits: torch.Tensor, seed: int = 201) -> dic
 @click.option("--copies", type=int, default=2, show_default=True)
 @click.option("--cached", is_flag=True, help="Measure the cached judge instead of training one.")
 @click.option("--threads", type=int, default=1, show_default=True)
-def main(width: int, steps: int, copies: int, cached: bool, threads: int) -> None:
+@click.option("--save", type=click.Path(dir_okay=False),
+              help="Write the trained candidate here (for fidelity.py --judge_file).")
+def main(width: int, steps: int, copies: int, cached: bool, threads: int, save: str | None
+         ) -> None:
     torch.set_num_threads(threads)
     start = time.time()
     test = MNIST(split="test")
@@ -57,6 +62,8 @@ def main(width: int, steps: int, copies: int, cached: bool, threads: int) -> Non
                             copies=copies, width=width)
         judge = Judge(model, _calibrate(model, train.data[calib], 100))
         judge.report = judge_report(judge, test.data, test.targets, 200)
+        if save:
+            save_judge(judge, save)
     what = {"cached_judge_version": JUDGE_VERSION} if cached else {
         "width": width, "steps": steps, "copies": copies}
     print(json.dumps({**what,

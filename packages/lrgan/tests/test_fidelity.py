@@ -10,7 +10,16 @@ from torch import nn
 
 from lrgan.data import MnistCanvases, digit_boxes, load_dataset
 from lrgan.evaluate import generate, layer_metrics
-from lrgan.judge import NOT_A_DIGIT, Judge, load_judge, make_negatives, normalise_ink, shrink
+from lrgan.judge import (
+    NOT_A_DIGIT,
+    Judge,
+    load_judge,
+    make_negatives,
+    normalise_ink,
+    read_judge,
+    save_judge,
+    shrink,
+)
 from lrgan.models import Decomposition, Discriminator, Generator, init_weights
 from lrgan.ops import select_stnm
 
@@ -162,6 +171,18 @@ def _scene(positions, fg_level=1.0):
         canvas = stnm_reference(canvas, fg, mask, affine_grid_yx(theta, 64, 64))
         fgs.append(fg), masks.append(mask), poses.append(theta), canvases.append(canvas)
     return Decomposition(background, fgs, masks, canvases, poses)
+
+
+def test_saved_judge_reads_back_with_its_width(tmp_path):
+    from ganlab_common.metrics import DigitCNN
+
+    torch.manual_seed(0)
+    judge = Judge(DigitCNN(width=8, classes=NOT_A_DIGIT + 1).eval(), 0.7, {"a": 1.0})
+    save_judge(judge, tmp_path / "j.pt")
+    back = read_judge(tmp_path / "j.pt")
+    images = torch.rand(6, 1, 28, 28) * 2 - 1
+    assert back.threshold == 0.7 and back.report == {"a": 1.0}
+    assert torch.equal(back.probabilities(images), judge.probabilities(images))
 
 
 def test_scene_accuracy_needs_two_visible_separate_digits():

@@ -327,6 +327,21 @@ def _calibrate(model: metrics.DigitCNN, digits: torch.Tensor, seed: int,
     return float(min(max(0.5, math.nextafter(q, 1.0)), 0.99))
 
 
+def save_judge(judge: Judge, path: str | os.PathLike) -> None:
+    """Write ``judge`` (network, width, threshold, report) for :func:`read_judge`."""
+    atomic_save({"model": judge.model.state_dict(), "threshold": judge.threshold,
+                 "report": judge.report, "version": JUDGE_VERSION,
+                 "width": judge.model.head[-1].in_features // 4}, path)
+
+
+def read_judge(path: str | os.PathLike) -> Judge:
+    """A judge written by :func:`save_judge` or cached by :func:`load_judge`."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = metrics.DigitCNN(width=int(state.get("width", 16)), classes=NOT_A_DIGIT + 1)
+    model.load_state_dict(state["model"])
+    return Judge(model.eval(), float(state["threshold"]), dict(state["report"]))
+
+
 def load_judge(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Judge:
     """The judge trained on the embedded training digits (cached after the first call,
     a few minutes on a 2-core CPU), calibrated on 500 of them held back from its
@@ -336,10 +351,7 @@ def load_judge(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Jud
     folder = Path(cache_dir) if cache_dir is not None else metrics.default_cache_dir()
     path = folder / f"lrgan-judge-v{JUDGE_VERSION}-s{seed}.pt"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model = metrics.DigitCNN(classes=NOT_A_DIGIT + 1)
-        model.load_state_dict(state["model"])
-        return Judge(model.eval(), float(state["threshold"]), dict(state["report"]))
+        return read_judge(path)
     except (OSError, RuntimeError, KeyError, TypeError, ValueError):
         pass  # absent or unreadable: train and overwrite
     train = MNIST(split="train")
@@ -348,6 +360,5 @@ def load_judge(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Jud
     judge = Judge(model, _calibrate(model, train.data[calib], seed + 100))
     test = MNIST(split="test")
     judge.report = judge_report(judge, test.data, test.targets, seed + 200)
-    atomic_save({"model": model.state_dict(), "threshold": judge.threshold,
-                 "report": judge.report, "version": JUDGE_VERSION}, path)
+    save_judge(judge, path)
     return judge

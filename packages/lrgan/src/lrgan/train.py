@@ -197,17 +197,18 @@ def evaluate(cfg: TrainConfig) -> Run:
     return run
 
 
-def evaluation_metrics(netG: Generator, cfg: TrainConfig, seed: int,
-                       device: str = "cpu") -> dict[str, float]:
-    """The judge's layer metrics (MNIST canvases, T >= 2) and the FID of ``cfg.fid_samples``
-    composites against as many fresh real images (skipped when 0)."""
+def evaluation_metrics(netG: Generator, cfg: TrainConfig, seed: int, device: str = "cpu",
+                       judge: Judge | None = None) -> dict[str, float]:
+    """The judge's layer metrics (MNIST canvases, T >= 2; ``judge`` defaults to
+    :func:`load_judge`'s) and the FID of ``cfg.fid_samples`` composites against as many fresh
+    real images (skipped when 0)."""
     n = max(cfg.fid_samples, cfg.judge_samples)
     result: dict[str, float] = {"samples": n, "sample_mode": cfg.sample_mode}
     if n == 0:
         return result
     layers = generate(netG, n, batch=cfg.batchSize, seed=seed + 1, mode=cfg.sample_mode)
     if _wants_judge(cfg):
-        judge = load_judge()
+        judge = judge or load_judge()
         result.update(layer_metrics(layers, judge))
         result["judge"] = judge.report
     if cfg.fid_samples > 0:
