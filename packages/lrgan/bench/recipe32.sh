@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CPU recipe of the lrgan fidelity issue: LR-GAN (T = 3) and the DCGAN baseline (T = 1) on
-# MNIST-TWO at 32 px, ngf = ndf = 32, batch 64, 16,000 iterations each (LR-GAN: ~60 min alone
-# on a 2-core machine with two threads), then the judge's layer metrics and FID of the
+# MNIST-TWO at 32 px, ngf = ndf = 32, batch 64: LR-GAN 16,000 iterations (~60 min alone on a
+# 2-core machine with two threads), DCGAN as many as fit the same time (DCGAN_ITERS below),
+# then the judge's layer metrics and FID of the
 # checkpoints at 4,000-iteration steps (1,000 judged samples; FID of 500 samples against 500
 # fresh real canvases). Measured 2026-11-30 (figures: ../README.md, "Measured").
 # The learning rate falls linearly to 0 from iteration DECAY_START (default 8,000: measured
