@@ -1,7 +1,7 @@
-"""Train a judge candidate exactly as ``lrgan.judge.load_judge`` trains the judge (the same
-digits, negatives, calibration and held-out report), with another width or step count, and
-print its held-out report plus, per kind of held-out negative, the share accepted as a digit.
-With no options it measures the judge in the cache (``--cached``).
+"""Train a judge candidate with ``lrgan.judge.fit_judge``, as ``load_judge`` trains the judge
+(the same digits, negatives, calibration and held-out report), with another width or step
+count, and print its held-out report plus, per kind of held-out negative, the share accepted
+as a digit. ``--cached`` measures the judge in the cache instead.
 
     uv run python packages/lrgan/bench/judge_candidate.py --width 32 --steps 10000 \
         --save judge_w32.pt                                                        # ~40 min
@@ -21,12 +21,10 @@ from lrgan.judge import (
     JUDGE_VERSION,
     NOT_A_DIGIT,
     Judge,
-    _calibrate,
-    judge_report,
+    fit_judge,
     load_judge,
     make_negatives,
     save_judge,
-    train_judge,
 )
 
 KINDS = ["noise", "patch", "two digits", "half digit", "blob", "digit on box", "speckled digit"]
@@ -56,12 +54,7 @@ def main(width: int, steps: int, copies: int, cached: bool, threads: int, save: 
     if cached:
         judge = load_judge()
     else:
-        train = MNIST(split="train")
-        calib = torch.arange(len(train)) % 8 == 7  # as load_judge
-        model = train_judge(train.data[~calib], train.targets[~calib], 0, steps=steps,
-                            copies=copies, width=width)
-        judge = Judge(model, _calibrate(model, train.data[calib], 100))
-        judge.report = judge_report(judge, test.data, test.targets, 200)
+        judge = fit_judge(0, steps=steps, copies=copies, width=width)
         if save:
             save_judge(judge, save)
     what = {"cached_judge_version": JUDGE_VERSION} if cached else {

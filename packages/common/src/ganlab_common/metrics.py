@@ -261,7 +261,7 @@ class DigitCNN(nn.Module):
 
     def __init__(self, width: int = 16, classes: int = 10) -> None:
         super().__init__()
-        w = width
+        w = self.width = width
         self.features = nn.Sequential(
             _conv_block(1, w), _conv_block(w, w), nn.MaxPool2d(2),          # [N, w, 14, 14]
             _conv_block(w, 2 * w), _conv_block(2 * w, 2 * w), nn.MaxPool2d(2),  # [N, 2w, 7, 7]

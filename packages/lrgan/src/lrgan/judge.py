@@ -331,7 +331,7 @@ def save_judge(judge: Judge, path: str | os.PathLike) -> None:
     """Write ``judge`` (network, width, threshold, report) for :func:`read_judge`."""
     atomic_save({"model": judge.model.state_dict(), "threshold": judge.threshold,
                  "report": judge.report, "version": JUDGE_VERSION,
-                 "width": judge.model.head[-1].in_features // 4}, path)
+                 "width": judge.model.width}, path)
 
 
 def read_judge(path: str | os.PathLike) -> Judge:
@@ -342,23 +342,32 @@ def read_judge(path: str | os.PathLike) -> Judge:
     return Judge(model.eval(), float(state["threshold"]), dict(state["report"]))
 
 
+def fit_judge(seed: int = 0, steps: int = 4000, copies: int = 2, width: int = 16) -> Judge:
+    """Train the judge on the embedded training digits less 500 held back for its
+    calibration, and report on the 1,000 embedded held-out digits (a few minutes on a 2-core
+    CPU with the defaults)."""
+    from ganlab_common.data import MNIST  # data pulls in pandas
+
+    train = MNIST(split="train")
+    calib = torch.arange(len(train)) % 8 == 7  # every class: the embedded set is sorted
+    model = train_judge(train.data[~calib], train.targets[~calib], seed, steps=steps,
+                        copies=copies, width=width)
+    judge = Judge(model, _calibrate(model, train.data[calib], seed + 100))
+    test = MNIST(split="test")
+    judge.report = judge_report(judge, test.data, test.targets, seed + 200)
+    return judge
+
+
 def load_judge(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Judge:
     """The judge trained on the embedded training digits (cached after the first call,
     a few minutes on a 2-core CPU), calibrated on 500 of them held back from its
-    training, with its report on the 1,000 embedded held-out digits."""
-    from ganlab_common.data import MNIST  # data pulls in pandas
-
+    training, with its report on the 1,000 embedded held-out digits (:func:`fit_judge`)."""
     folder = Path(cache_dir) if cache_dir is not None else metrics.default_cache_dir()
     path = folder / f"lrgan-judge-v{JUDGE_VERSION}-s{seed}.pt"
     try:
         return read_judge(path)
     except (OSError, RuntimeError, KeyError, TypeError, ValueError):
         pass  # absent or unreadable: train and overwrite
-    train = MNIST(split="train")
-    calib = torch.arange(len(train)) % 8 == 7  # every class: the embedded set is sorted
-    model = train_judge(train.data[~calib], train.targets[~calib], seed)
-    judge = Judge(model, _calibrate(model, train.data[calib], seed + 100))
-    test = MNIST(split="test")
-    judge.report = judge_report(judge, test.data, test.targets, seed + 200)
+    judge = fit_judge(seed)
     save_judge(judge, path)
     return judge

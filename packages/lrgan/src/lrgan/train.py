@@ -364,7 +364,7 @@ def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
     """``--lr`` for iteration ``step`` (0-based) of ``total``: constant as in the original,
     or with ``--lr_decay_start`` falling linearly to 0 at the last iteration."""
     start = cfg.lr_decay_start
-    if start is None or step < start or total <= start:
+    if start is None or step < start:  # step < total, so past the start total > start
         return cfg.lr
     return cfg.lr * (total - step) / (total - start)
 
