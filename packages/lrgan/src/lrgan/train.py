@@ -354,9 +354,9 @@ def total_iterations(cfg: TrainConfig, per_epoch: int) -> int:
     if cfg.max_iters is not None:
         total = min(total, cfg.max_iters)
     if cfg.lr_decay_start is not None and cfg.lr_decay_start >= total:
-        raise UserError(f"--lr_decay_start: {cfg.lr_decay_start} is not before the run's last "
-                        f"iteration ({total} = --niter x {per_epoch} iterations per epoch, "
-                        "or --max_iters); the learning rate would never decay")
+        raise UserError(f"--lr_decay_start: {cfg.lr_decay_start} is not before the run's end "
+                        f"at iteration {total} (the smaller of --niter x {per_epoch} iterations "
+                        "per epoch and --max_iters); the learning rate would never decay")
     return total
 
 
