@@ -195,6 +195,24 @@ def test_scene_accuracy_needs_two_visible_separate_digits():
     assert invisible["scene_accuracy"] == 0  # same grey as the background
 
 
+def test_real_scene_layers_add_up_to_the_training_canvases():
+    """bench/real_scenes.py (the metric's ceiling) splits the very canvases lrgan-train
+    draws into their true layers; with an oracle judge the scene rules accept them."""
+    import importlib.util
+    from pathlib import Path
+
+    from ganlab_common.data import MNIST
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "real_scenes.py"
+    spec = importlib.util.spec_from_file_location("real_scenes", path)
+    real_scenes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_scenes)
+    digits = MNIST(split="test").data
+    assert real_scenes.check_against_training_canvases(digits, n=20) <= 2 / 255 + 1e-6
+    layers = real_scenes.real_decomposition(digits, 40, 64)
+    assert layer_metrics(layers, _Oracle())["scene_accuracy"] >= 0.9
+
+
 @pytest.mark.slow
 def test_trained_judge_meets_its_calibration_targets(tmp_path):
     """Held-out negatives accepted <= 2% (full size and as small as the 32 px canvases draw
