@@ -139,7 +139,7 @@ def main(**flags) -> None:
     \b
     Examples:
       lrgan-train --dataset mnist-two --ntimestep 3 --imageSize 32 --ngf 32 --ndf 32 \
-          --maxobjscale 2 --max_iters 2500                # the CPU quick start
+          --maxobjscale 2 --max_iters 2500 --lr_decay_start 1250  # the CPU quick start
       lrgan-train --dataset mnist-two --ntimestep 3 --maxobjscale 2 --niter 50   # the paper
       lrgan-train --dataset mnist-one --ntimestep 2 --imageSize 32 --maxobjscale 1.2
       lrgan-train --dataset cifar10 --dataroot DIR --imageSize 32 --niter 100
