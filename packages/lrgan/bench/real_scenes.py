@@ -22,20 +22,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lrgan.data import BACKGROUND, CANVAS_SIZE, digit_boxes, draw_canvas
+from lrgan.data import BACKGROUND, CANVAS_SIZE, _paste_digit, digit_boxes, draw_canvas
 from lrgan.evaluate import layer_metrics
 from lrgan.judge import load_judge
 from lrgan.models import Decomposition
 
 
 def _alpha(digit: torch.Tensor, size: int, box: tuple[int, int, int]) -> torch.Tensor:
-    """Digit (uint8 [28, 28]) as an alpha layer of a ``size`` canvas, pasted as
-    ``lrgan.data._paste_digit`` pastes it."""
+    """Digit (uint8 [28, 28]) as an alpha layer of a ``size`` canvas: ``lrgan-train``'s own
+    paste onto black (``region * (1 - alpha) + alpha`` is the alpha there)."""
     top, left, side = box
-    alpha = F.interpolate(digit.float().div(255)[None, None], size=(side, side),
-                          mode="bilinear", antialias=True)[0, 0].clamp(0, 1)
     layer = torch.zeros(size, size)
-    layer[top : top + side, left : left + side] = alpha
+    _paste_digit(layer, digit, side, top, left)
     return layer
 
 
