@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lrgan.data import BACKGROUND, CANVAS_SIZE, _paste_digit, digit_boxes, draw_canvas
+from lrgan.data import BACKGROUND, CANVAS_SIZE, digit_boxes, draw_canvas, paste_digit
 from lrgan.evaluate import layer_metrics
 from lrgan.judge import load_judge
 from lrgan.models import Decomposition
@@ -33,7 +33,7 @@ def _alpha(digit: torch.Tensor, size: int, box: tuple[int, int, int]) -> torch.T
     paste onto black (``region * (1 - alpha) + alpha`` is the alpha there)."""
     top, left, side = box
     layer = torch.zeros(size, size)
-    _paste_digit(layer, digit, side, top, left)
+    paste_digit(layer, digit, side, top, left)
     return layer
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "MnistCanvases",
     "digit_boxes",
     "draw_canvas",
+    "paste_digit",
     "make_mnist_canvas",
 ]
 
@@ -68,8 +69,8 @@ DIGIT_SIDE = {1: (16, 26), 2: (18, 30)}  # side of the pasted 28x28 digit box
 BACKGROUND = (0.0, 0.75)  # uniform grey level of the background
 
 
-def _paste_digit(canvas: torch.Tensor, digit: torch.Tensor, side: int, top: int,
-                 left: int) -> None:
+def paste_digit(canvas: torch.Tensor, digit: torch.Tensor, side: int, top: int,
+                left: int) -> None:
     """Alpha-composite one white digit (uint8 [28, 28], alpha = intensity) onto ``canvas``."""
     alpha = digit.float().div(255)[None, None]
     alpha = F.interpolate(alpha, size=(side, side), mode="bilinear", antialias=True)[0, 0]
@@ -108,7 +109,7 @@ def draw_canvas(digits: torch.Tensor, labels: torch.Tensor, num_objects: int,
     canvas = torch.full((size, size), float(rng.uniform(*BACKGROUND)))
     picks = rng.integers(len(digits), size=num_objects)
     for index, (top, left, side) in zip(picks, digit_boxes(num_objects, rng, layout)):
-        _paste_digit(canvas, digits[index], side, top, left)
+        paste_digit(canvas, digits[index], side, top, left)
     image = (canvas * 255).round().to(torch.uint8)[None]
     return image, labels[torch.from_numpy(picks)]
 
